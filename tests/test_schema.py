@@ -1,0 +1,478 @@
+"""wrapper.schema: what a chat request may look like, and what our responses look like."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from wrapper.errors import InvalidRequest
+from wrapper.schema import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ImagePart,
+    Message,
+    Model,
+    ModelList,
+    PromptTokensDetails,
+    ResponseMessage,
+    StreamOptions,
+    TextPart,
+    ToolCall,
+    ToolCallFunction,
+    Usage,
+    parse_chat_request,
+    to_json,
+)
+
+USER_HI = {"role": "user", "content": "hi"}
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    """A minimal valid request, with ``fields`` laid over it (None values kept)."""
+    return {"model": "claude-sonnet-4", "messages": [USER_HI], **fields}
+
+
+def without(key: str) -> dict[str, Any]:
+    out = body()
+    del out[key]
+    return out
+
+
+# --- accepted -----------------------------------------------------------------------
+
+
+def test_minimal_request() -> None:
+    assert parse_chat_request(body()) == ChatRequest(
+        model="claude-sonnet-4", messages=[Message(role="user", content="hi")]
+    )
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        (USER_HI, Message(role="user", content="hi")),
+        (
+            {"role": "user", "content": [{"type": "text", "text": "a"}]},
+            Message(role="user", content=[TextPart(text="a")]),
+        ),
+        (
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look", "cache_control": {"x": 1}},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "data:,", "detail": "low"},
+                    },
+                ],
+            },
+            Message(
+                role="user",
+                content=[
+                    TextPart(text="look"),
+                    ImagePart(image_url={"url": "data:,", "detail": "low"}),
+                ],
+            ),
+        ),
+        ({"role": "assistant", "content": None}, Message(role="assistant")),
+        ({"role": "assistant"}, Message(role="assistant")),
+        (
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": "{}", "extra": 1},
+                    }
+                ],
+            },
+            Message(
+                role="assistant",
+                tool_calls=[
+                    ToolCall(
+                        id="call_1",
+                        function=ToolCallFunction(name="f", arguments="{}"),
+                    )
+                ],
+            ),
+        ),
+        (
+            {"role": "tool", "content": "42", "tool_call_id": "call_1"},
+            Message(role="tool", content="42", tool_call_id="call_1"),
+        ),
+        (
+            {"role": "developer", "content": "be brief", "name": "ops"},
+            Message(role="developer", content="be brief", name="ops"),
+        ),
+        (
+            {"role": "system", "content": "s", "audio": None, "refusal": None},
+            Message(role="system", content="s"),
+        ),
+        (
+            {"role": "user", "content": "", "name": None, "tool_calls": None},
+            Message(role="user", content=""),
+        ),
+    ],
+)
+def test_message_shapes(message: dict[str, Any], expected: Message) -> None:
+    assert parse_chat_request(body(messages=[message])).messages == [expected]
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "expected"),
+    [
+        ({"temperature": 1}, "temperature", 1.0),
+        ({"temperature": 0.2}, "temperature", 0.2),
+        ({"top_p": 0}, "top_p", 0.0),
+        ({"max_tokens": 100}, "max_tokens", 100),
+        ({"max_completion_tokens": 7}, "max_completion_tokens", 7),
+        ({"n": 1}, "n", 1),
+        ({"n": None}, "n", None),
+        ({"stream": True}, "stream", True),
+        ({"stream": None}, "stream", None),
+        ({"stream_options": None}, "stream_options", None),
+        (
+            {"stream_options": {"include_usage": True, "include_obfuscation": False}},
+            "stream_options",
+            StreamOptions(include_usage=True),
+        ),
+        ({"stop": "END"}, "stop", "END"),
+        ({"stop": ["a", "b"]}, "stop", ["a", "b"]),
+        ({"stop": None}, "stop", None),
+        ({"user": "u-1"}, "user", "u-1"),
+        ({"session_id": "s-1"}, "session_id", "s-1"),
+        ({"enable_tools": False}, "enable_tools", False),
+        # Unknown fields that clients send are ignored, whatever their type.
+        ({"seed": 7, "logprobs": False, "store": True}, "model", "claude-sonnet-4"),
+        (
+            {"metadata": {"k": "v"}, "reasoning_effort": "low"},
+            "model",
+            "claude-sonnet-4",
+        ),
+        ({"presence_penalty": 0.5, "tools": [{"type": "function"}]}, "n", None),
+    ],
+)
+def test_optional_fields(extra: dict[str, Any], field: str, expected: object) -> None:
+    parsed = parse_chat_request(body(**extra))
+    assert getattr(parsed, field) == expected
+    assert type(getattr(parsed, field)) is type(expected)
+
+
+# --- refused ------------------------------------------------------------------------
+
+BAD = [
+    # (request body, param, words the message must contain besides the path)
+    (without("messages"), "messages", "Missing required parameter"),
+    (body(model=5), "model", "expected a string, got an integer"),
+    (body(messages={}), "messages", "expected an array, got an object"),
+    (body(messages="hi"), "messages", "expected an array, got a string"),
+    (body(messages=[]), "messages", "at least one message"),
+    (body(messages=["hi"]), "messages[0]", "expected an object, got a string"),
+    (body(messages=[{"content": "x"}]), "messages[0].role", "Missing required"),
+    (
+        body(messages=[USER_HI, {"role": "robot", "content": "x"}]),
+        "messages[1].role",
+        "'robot' is not one of 'system', 'developer', 'user', 'assistant', 'tool'",
+    ),
+    (
+        body(messages=[{"role": 1, "content": "x"}]),
+        "messages[0].role",
+        "got an integer",
+    ),
+    (
+        body(messages=[{"role": "user", "content": 42}]),
+        "messages[0].content",
+        "expected a string or a list of content parts, got an integer",
+    ),
+    (
+        body(messages=[{"role": "user", "content": {"text": "x"}}]),
+        "messages[0].content",
+        "got an object",
+    ),
+    (
+        body(messages=[{"role": "user", "content": None}]),
+        "messages[0].content",
+        "only assistant messages may have null content",
+    ),
+    (body(messages=[{"role": "user"}]), "messages[0].content", "Missing required"),
+    (body(messages=[{"role": "tool"}]), "messages[0].content", "Missing required"),
+    (
+        body(messages=[{"role": "system", "content": None}]),
+        "messages[0].content",
+        "not 'system'",
+    ),
+    (
+        body(messages=[{"role": "user", "content": [{"type": "text", "text": "a"}, {}]}]),
+        "messages[0].content[1].type",
+        "Missing required parameter",
+    ),
+    (
+        body(messages=[{"role": "user", "content": [{"type": "input_audio"}]}]),
+        "messages[0].content[0].type",
+        "unsupported content part type 'input_audio'",
+    ),
+    (
+        body(messages=[{"role": "user", "content": [{"type": "file", "file": {}}]}]),
+        "messages[0].content[0].type",
+        "unsupported content part type 'file'",
+    ),
+    (
+        body(messages=[{"role": "user", "content": ["hi"]}]),
+        "messages[0].content[0]",
+        "expected an object, got a string",
+    ),
+    (
+        body(messages=[{"role": "user", "content": [{"type": "text", "text": 3}]}]),
+        "messages[0].content[0].text",
+        "expected a string, got an integer",
+    ),
+    (
+        body(messages=[{"role": "user", "content": [{"type": "image_url"}]}]),
+        "messages[0].content[0].image_url",
+        "Missing required parameter",
+    ),
+    (
+        body(messages=[{"role": "assistant", "tool_calls": [{"id": "c"}]}]),
+        "messages[0].tool_calls[0].function",
+        "Missing required parameter",
+    ),
+    (
+        body(messages=[{"role": "assistant", "tool_calls": {}}]),
+        "messages[0].tool_calls",
+        "expected an array, got an object",
+    ),
+    (body(stream="true"), "stream", "expected a boolean, got a string"),
+    (body(stream=1), "stream", "expected a boolean, got an integer"),
+    (body(temperature=True), "temperature", "expected a number, got a boolean"),
+    (body(temperature="0.5"), "temperature", "expected a number, got a string"),
+    (body(max_tokens=True), "max_tokens", "expected an integer, got a boolean"),
+    (body(max_tokens=10.0), "max_tokens", "expected an integer, got a decimal"),
+    (body(max_tokens="10"), "max_tokens", "expected an integer, got a string"),
+    (body(n=2), "n", "only n=1 is supported"),
+    (body(n=True), "n", "expected an integer, got a boolean"),
+    (body(stop=5), "stop", "expected a string or a list of strings, got an integer"),
+    (body(stop=["a", 3]), "stop[1]", "expected a string, got an integer"),
+    (body(user=5), "user", "expected a string, got an integer"),
+    (body(stream_options=[]), "stream_options", "expected an object, got an array"),
+    (
+        body(stream_options={"include_usage": "yes"}),
+        "stream_options.include_usage",
+        "expected a boolean, got a string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("request_body", "param", "words"), BAD)
+def test_bad_request(request_body: dict[str, Any], param: str, words: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_chat_request(request_body)
+    assert caught.value.param == param
+    assert f"'{param}'" in caught.value.message
+    assert words in caught.value.message
+    assert caught.value.status == 400
+    assert caught.value.envelope()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("request_body", "message"),
+    [
+        (
+            body(model=5),
+            "Invalid type for 'model': expected a string, got an integer.",
+        ),
+        (without("messages"), "Missing required parameter: 'messages'."),
+        (
+            body(messages=[{"role": "user", "content": 42}]),
+            (
+                "Invalid type for 'messages[0].content': "
+                "expected a string or a list of content parts, got an integer."
+            ),
+        ),
+        (
+            body(messages=[USER_HI, {"role": "robot", "content": "x"}]),
+            (
+                "Invalid value for 'messages[1].role': 'robot' is not one of "
+                "'system', 'developer', 'user', 'assistant', 'tool'."
+            ),
+        ),
+        (body(n=2), "Invalid value for 'n': only n=1 is supported, got 2."),
+    ],
+)
+def test_bad_request_message(request_body: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_chat_request(request_body)
+    assert caught.value.message == message
+
+
+def test_first_error_wins() -> None:
+    bad = body(
+        messages=[USER_HI, {"role": "robot", "content": "x"}],
+        stream="no",
+    )
+    with pytest.raises(InvalidRequest) as caught:
+        parse_chat_request(bad)
+    assert caught.value.param == "messages[1].role"
+
+
+@pytest.mark.parametrize(
+    ("request_body", "got"),
+    [([USER_HI], "an array"), ("{}", "a string"), (None, "null"), (3, "an integer")],
+)
+def test_body_not_an_object(request_body: object, got: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_chat_request(request_body)
+    assert caught.value.param is None
+    assert caught.value.message == f"The request body must be a JSON object, got {got}."
+
+
+# --- responses ----------------------------------------------------------------------
+
+USAGE = Usage(prompt_tokens=10, completion_tokens=5, total_tokens=15)
+USAGE_JSON = {
+    "prompt_tokens": 10,
+    "completion_tokens": 5,
+    "total_tokens": 15,
+    "prompt_tokens_details": None,
+}
+
+
+def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> dict[str, Any]:
+    return to_json(
+        ChatCompletionChunk(
+            id="chatcmpl-1", created=1700000000, model="m", choices=choices, usage=usage
+        )
+    )
+
+
+def chunk_json(choices: list[dict[str, Any]], usage: object = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": "m",
+        "choices": choices,
+        "usage": usage,
+        "system_fingerprint": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("delta", "finish_reason", "delta_json"),
+    [
+        (
+            Delta(role="assistant", content=""),
+            None,
+            {"role": "assistant", "content": ""},
+        ),
+        (Delta(content="Hel"), None, {"content": "Hel"}),
+        (Delta(), "stop", {}),
+        (Delta(), "length", {}),
+    ],
+)
+def test_chunk_deltas(delta: Delta, finish_reason: str | None, delta_json: dict[str, Any]) -> None:
+    choice = ChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
+    assert chunk([choice]) == chunk_json(
+        [
+            {
+                "index": 0,
+                "delta": delta_json,
+                "finish_reason": finish_reason,
+                "logprobs": None,
+            }
+        ]
+    )
+
+
+def test_usage_chunk() -> None:
+    assert chunk([], usage=USAGE) == chunk_json([], usage=USAGE_JSON)
+
+
+def completion(**fields: Any) -> dict[str, Any]:
+    message = ResponseMessage(content="Hello")
+    choice = Choice(index=0, message=message, finish_reason="stop")
+    return to_json(
+        ChatCompletion(id="chatcmpl-2", created=1700000001, model="m", choices=[choice], **fields)
+    )
+
+
+COMPLETION_JSON = {
+    "id": "chatcmpl-2",
+    "object": "chat.completion",
+    "created": 1700000001,
+    "model": "m",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "Hello", "refusal": None},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+    ],
+    "system_fingerprint": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("fields", "extra_json"),
+    [
+        ({"usage": None}, {"usage": None}),
+        ({"usage": USAGE}, {"usage": USAGE_JSON}),
+        (
+            {
+                "usage": Usage(
+                    prompt_tokens=10,
+                    completion_tokens=5,
+                    total_tokens=15,
+                    prompt_tokens_details=PromptTokensDetails(cached_tokens=8),
+                ),
+                "cost_usd": 0.0123,
+            },
+            {
+                "usage": {**USAGE_JSON, "prompt_tokens_details": {"cached_tokens": 8}},
+                "cost_usd": 0.0123,
+            },
+        ),
+    ],
+)
+def test_completion(fields: dict[str, Any], extra_json: dict[str, Any]) -> None:
+    assert completion(**fields) == {**COMPLETION_JSON, **extra_json}
+
+
+def test_completion_key_order_matches_openai() -> None:
+    assert list(completion(usage=None)) == [
+        "id",
+        "object",
+        "created",
+        "model",
+        "choices",
+        "usage",
+        "system_fingerprint",
+    ]
+
+
+def test_model_list() -> None:
+    models = ModelList(data=[Model(id="claude-sonnet-4", created=0, owned_by="anthropic")])
+    assert to_json(models) == {
+        "object": "list",
+        "data": [
+            {
+                "id": "claude-sonnet-4",
+                "object": "model",
+                "created": 0,
+                "owned_by": "anthropic",
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize("request_body", [without("model"), body(model=None)])
+def test_model_is_optional(request_body: dict[str, Any]) -> None:
+    # Missing or null model: the handler substitutes the server's default model.
+    assert parse_chat_request(request_body).model is None

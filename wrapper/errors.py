@@ -1,0 +1,147 @@
+"""The project's errors: each one knows the HTTP status and OpenAI type/code it maps to.
+
+Rules kept here:
+- Everything a client can see as an error is one of these classes; the app turns any of
+  them into the OpenAI envelope ``{"error": {"message", "type", "param", "code"}}`` in one
+  place (``WrapperError.envelope``).
+- Foreign exceptions (SDK, OS) are translated at the boundary that sees them
+  (``wrapper.claude``), so the rest of the code only ever meets these.
+- Messages never include secrets: callers pass text they built, not raw upstream output.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class WrapperError(Exception):
+    """Base class. Raised never directly; subclasses say which status they stand for."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.instance_code = code if code is not None else self.code
+        self.retry_after = retry_after
+        self.extra_headers = dict(headers or {})
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.instance_code,
+            }
+        }
+
+    def headers(self) -> dict[str, str]:
+        out = dict(self.extra_headers)
+        if self.retry_after is not None:
+            out["retry-after"] = str(self.retry_after)
+        return out
+
+
+class InvalidRequest(WrapperError):
+    """Raised when the request body or a parameter is malformed; ``param`` names the field."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class BodyTooLarge(WrapperError):
+    """Raised when a request body exceeds the configured size limit."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class NotFound(WrapperError):
+    """Raised when no route matches the path, or a named resource does not exist."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    """Raised when ``GET /v1/models/{id}`` names a model this server does not offer."""
+
+    code = "model_not_found"
+
+
+class MethodNotAllowed(WrapperError):
+    """Raised when the path exists but not for this method; carries the ``Allow`` header."""
+
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class UpstreamRateLimited(WrapperError):
+    """Raised when Anthropic's API answered 429 to Claude Code."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamUnavailable(WrapperError):
+    """Raised when Anthropic's API was overloaded (529) or failed (5xx), or unreachable."""
+
+    status = 503
+    type = "server_error"
+    code = "upstream_unavailable"
+
+
+class UpstreamAuthError(WrapperError):
+    """Raised when Anthropic refused Claude Code's credentials (401/403): a server fault."""
+
+    status = 500
+    type = "server_error"
+    code = "claude_not_authenticated"
+
+
+class UpstreamBadRequest(WrapperError):
+    """Raised when Anthropic refused the request Claude Code built (400, 404, 413...)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "upstream_invalid_request"
+
+
+class UpstreamError(WrapperError):
+    """Raised when the Claude Code run failed for another reason (CLI crash, bad output)."""
+
+    status = 502
+    type = "server_error"
+    code = "claude_code_error"
+
+
+class Timeout(WrapperError):
+    """Raised when a Claude Code run exceeds the configured request timeout."""
+
+    status = 504
+    type = "server_error"
+    code = "timeout"
+
+
+class ShuttingDown(WrapperError):
+    """Raised when a request is cut short because the server is stopping."""
+
+    status = 503
+    type = "server_error"
+    code = "shutting_down"

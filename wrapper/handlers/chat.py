@@ -1,0 +1,106 @@
+"""``POST /v1/chat/completions``: one Claude Code run per request, streamed or not.
+
+Streaming follows OpenAI's wire format: a first chunk with the role, one chunk per text
+delta as it arrives, a final chunk with ``finish_reason``, a usage chunk with
+``choices: []`` only when ``stream_options.include_usage`` is true, then ``[DONE]``. The
+response starts with the first chunk, so an error before any output keeps its HTTP status;
+an error after it is sent as a ``data: {"error": ...}`` frame and ends the stream.
+
+The run's cost is reported as ``cost_usd`` (a non-standard field) on the completion, on
+the final chunk and on the usage chunk, and as the ``x-claude-cost-usd`` header when not
+streaming.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+import trio
+
+from wrapper import errors
+from wrapper.app import Request
+from wrapper.claude import Outcome, TextSink
+from wrapper.convert import ChunkHead, Turn, to_turn, usage_from
+from wrapper.http import SSEWriter, send_json
+from wrapper.schema import ChatRequest, parse_chat_request, to_json
+
+
+async def create(request: Request) -> None:
+    try:
+        body = json.loads(request.body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise errors.InvalidRequest(
+            f"The request body is not valid JSON: {exc}.", code="invalid_json"
+        ) from exc
+    chat = parse_chat_request(body)
+    turn = to_turn(chat, request.app.config.default_model)
+    head = ChunkHead(
+        id=f"chatcmpl-{secrets.token_hex(12)}", created=int(time.time()), model=turn.model
+    )
+    if chat.stream:
+        await _stream(request, chat, turn, head)
+    else:
+        await _complete(request, turn, head)
+
+
+async def _run(request: Request, turn: Turn, on_text: TextSink) -> Outcome:
+    """The backend run under the request timeout and the shutdown scope."""
+    app = request.app
+    with trio.move_on_after(app.config.timeout) as timeout:
+        with app.run_scope() as stop:
+            return await app.backend.run(turn, on_text)
+    if stop.cancelled_caught and not timeout.cancelled_caught:
+        raise errors.ShuttingDown(
+            "The server is shutting down; the run was stopped.", retry_after=5
+        )
+    raise errors.Timeout(f"Claude Code did not finish within {app.config.timeout:g} seconds.")
+
+
+async def _ignore(text: str) -> None:
+    del text
+
+
+async def _complete(request: Request, turn: Turn, head: ChunkHead) -> None:
+    outcome = await _run(request, turn, _ignore)
+    completion = head.completion(
+        outcome.text, outcome.stop_reason, usage_from(outcome.usage), outcome.cost_usd
+    )
+    headers = dict(request.headers)
+    if outcome.cost_usd is not None:
+        headers["x-claude-cost-usd"] = f"{outcome.cost_usd:.6f}"
+    await send_json(request.send, 200, to_json(completion), headers)
+
+
+async def _stream(request: Request, chat: ChatRequest, turn: Turn, head: ChunkHead) -> None:
+    sse = SSEWriter(request.send, request.headers)
+    role_sent = False
+
+    async def on_text(text: str) -> None:
+        nonlocal role_sent
+        if not role_sent:
+            role_sent = True
+            await sse.event(to_json(head.role_chunk()))
+        await sse.event(to_json(head.text_chunk(text)))
+
+    failure: errors.WrapperError | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sse.keepalive, request.app.config.keepalive_interval)
+        try:
+            outcome = await _run(request, turn, on_text)
+        except errors.WrapperError as exc:
+            failure = exc
+        nursery.cancel_scope.cancel()
+    if failure is not None:
+        if not sse.started:
+            raise failure
+        await sse.event(failure.envelope())
+        await sse.end()
+        return
+    if not role_sent:
+        await sse.event(to_json(head.role_chunk()))
+    await sse.event(to_json(head.final_chunk(outcome.stop_reason, outcome.cost_usd)))
+    if chat.stream_options is not None and chat.stream_options.include_usage:
+        await sse.event(to_json(head.usage_chunk(usage_from(outcome.usage), outcome.cost_usd)))
+    await sse.done()

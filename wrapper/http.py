@@ -1,0 +1,132 @@
+"""Small ASGI helpers: read a body under a limit, send JSON, write SSE, watch for disconnect.
+
+Rules kept here:
+- A body is read whole before the handler runs and never past ``limit`` bytes: a declared
+  ``content-length`` over the limit is refused before reading anything.
+- ``SSEWriter`` starts the response lazily, on its first frame, so an error that happens
+  before any output (an upstream 429, a bad model) still gets its real HTTP status.
+- Writes to one response are serialized by a lock: the keep-alive task and the handler
+  both write.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import trio
+
+from wrapper.errors import BodyTooLarge, WrapperError
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ClientGone(Exception):
+    """Raised when the client disconnected before its request body was read."""
+
+
+def header(scope: Scope, name: str) -> str | None:
+    wanted = name.lower().encode()
+    for key, value in scope["headers"]:
+        if key.lower() == wanted:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    declared = header(scope, "content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"Request body exceeds the limit of {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+async def send_json(
+    send: Send, status: int, payload: Any, headers: dict[str, str] | None = None
+) -> None:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    all_headers = {"content-type": "application/json", **(headers or {})}
+    await send(
+        {"type": "http.response.start", "status": status, "headers": _raw_headers(all_headers)}
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, error: WrapperError, headers: dict[str, str]) -> None:
+    await send_json(send, error.status, error.envelope(), {**headers, **error.headers()})
+
+
+class SSEWriter:
+    """A ``text/event-stream`` response: ``data:`` frames, comment keep-alives, then end."""
+
+    def __init__(self, send: Send, headers: dict[str, str]) -> None:
+        self._send = send
+        self._headers = {
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            # nginx buffers proxied responses unless told otherwise per response.
+            "x-accel-buffering": "no",
+            **headers,
+        }
+        self._lock = trio.Lock()
+        self.started = False
+        self.last_write = trio.current_time()
+
+    async def _write(self, data: bytes, more: bool = True) -> None:
+        async with self._lock:
+            if not self.started:
+                self.started = True
+                await self._send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": _raw_headers(self._headers),
+                    }
+                )
+            await self._send({"type": "http.response.body", "body": data, "more_body": more})
+            self.last_write = trio.current_time()
+
+    async def event(self, payload: Any) -> None:
+        await self._write(b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n")
+
+    async def done(self) -> None:
+        await self._write(b"data: [DONE]\n\n", more=False)
+
+    async def end(self) -> None:
+        """Close the stream without ``[DONE]`` (after an error frame)."""
+        await self._write(b"", more=False)
+
+    async def keepalive(self, interval: float) -> None:
+        """Send a comment line whenever nothing was written for ``interval`` seconds."""
+        while True:
+            await trio.sleep_until(self.last_write + interval)
+            if trio.current_time() >= self.last_write + interval:
+                await self._write(b": keep-alive\n\n")
+
+
+async def watch_disconnect(receive: Receive, cancel_scope: trio.CancelScope) -> None:
+    """Cancel ``cancel_scope`` when the client goes away (quart-trio's pattern)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            cancel_scope.cancel()
+            return

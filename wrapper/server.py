@@ -1,0 +1,100 @@
+"""Serving: hypercorn's trio worker, signals, and graceful stop.
+
+Stop sequence (SIGINT or SIGTERM, or ``shutdown`` set by an embedding caller):
+1. the app starts draining: new requests get 503, runs in flight get ``shutdown_grace``
+   seconds, after which each ends with a clean error (an error frame when streaming);
+2. hypercorn stops accepting and waits for open requests, at most ``shutdown_grace`` plus
+   ``CANCEL_MARGIN`` seconds, then cancels what is left. Every run closes its CLI process
+   in a shielded, bounded ``finally``, so none outlives ``serve``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from wrapper.app import App, Router
+from wrapper.claude import Backend
+from wrapper.config import Config
+from wrapper.handlers import ROUTES
+
+log = logging.getLogger(__name__)
+
+# Time for runs cut at the grace deadline to send their error frame and close their CLI
+# (interrupt + close measured at ~0.1 s; 5 s covers a slow machine).
+CANCEL_MARGIN = 5.0
+
+
+class PortInUse(Exception):
+    """Raised when the configured address is already taken by another process."""
+
+
+def build_app(config: Config) -> App:
+    return App(config, Backend(config), Router(ROUTES))
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [
+        f"[{config.host}]:{config.port}" if ":" in config.host else f"{config.host}:{config.port}"
+    ]
+    hc.graceful_timeout = config.shutdown_grace + CANCEL_MARGIN
+    hc.accesslog = None  # the app logs one line per request itself
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    return hc
+
+
+async def serve(
+    config: Config,
+    *,
+    shutdown: trio.Event | None = None,
+    handle_signals: bool = False,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve until ``shutdown`` is set (or a signal arrives); report the bound URLs."""
+    app = build_app(config)
+    stop = shutdown if shutdown is not None else trio.Event()
+
+    async def trigger() -> None:
+        await stop.wait()
+        app.begin_shutdown()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            if handle_signals:
+                nursery.start_soon(_wait_for_signal, stop)
+            binds = await nursery.start(_serve_app, app, hypercorn_config(config), trigger)
+            log.info("listening on %s", ", ".join(binds))
+            task_status.started(binds)
+            await stop.wait()
+            # hypercorn returns when its open requests are done; then the signal task goes.
+            nursery.cancel_scope.deadline = (
+                trio.current_time() + config.shutdown_grace + 2 * CANCEL_MARGIN
+            )
+    except* OSError as group:
+        if any(e.errno == errno.EADDRINUSE for e in group.exceptions if isinstance(e, OSError)):
+            raise PortInUse(f"port {config.port} on {config.host} is already in use") from None
+        raise
+
+
+async def _serve_app(
+    app: App,
+    hc: HypercornConfig,
+    trigger: object,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await hypercorn_serve(app, hc, shutdown_trigger=trigger, task_status=task_status)  # type: ignore[arg-type]
+
+
+async def _wait_for_signal(stop: trio.Event) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s, shutting down", signal.Signals(signum).name)
+            stop.set()
+            return
