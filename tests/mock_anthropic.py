@@ -46,6 +46,8 @@ class Reply:
     input_tokens: int = 11
     output_tokens: int = 7
     cache_read_tokens: int = 0
+    # Send an SSE ``error`` event (Anthropic's mid-stream overload) after this many chunks.
+    fail_after: int | None = None
 
     @classmethod
     def text(cls, text: str, *, pieces: int = 1, delay: float = 0.0, **kw: Any) -> Reply:
@@ -208,7 +210,13 @@ async def _send_stream(send: Send, reply: Reply, record: Recorded) -> None:
     ]
     for event in events:
         await send({"type": "http.response.body", "body": _sse(event), "more_body": True})
-    for chunk in reply.chunks:
+    for sent, chunk in enumerate(reply.chunks):
+        if sent == reply.fail_after:
+            error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+            await send({"type": "http.response.body", "body": _sse(error), "more_body": True})
+            record.finished = trio.current_time()
+            await send({"type": "http.response.body", "body": b""})
+            return
         if reply.delay:
             await trio.sleep(reply.delay)
         delta = {

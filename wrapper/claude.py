@@ -21,7 +21,7 @@ import logging
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,28 +135,34 @@ async def _interrupt(client: ClaudeSDKClient) -> None:
 async def _collect(client: ClaudeSDKClient, on_text: TextSink) -> Outcome:
     texts: list[str] = []
     error_kind: str | None = None
-    async for message in client.receive_response():
-        if isinstance(message, StreamEvent) and message.parent_tool_use_id is None:
-            event = message.event
-            delta = event.get("delta", {})
-            if event.get("type") == "content_block_delta" and delta.get("type") == "text_delta":
-                await on_text(delta["text"])
-        elif isinstance(message, AssistantMessage) and message.parent_tool_use_id is None:
-            if message.error is not None:
-                error_kind = message.error
-                continue
-            texts.extend(b.text for b in message.content if isinstance(b, TextBlock))
-        elif isinstance(message, ResultMessage):
-            if message.is_error:
-                raise _api_error(message, error_kind)
-            return Outcome(
-                text="".join(texts),
-                stop_reason=message.stop_reason,
-                usage=message.usage,
-                cost_usd=message.total_cost_usd,
-                session_id=message.session_id,
-            )
+    async with aclosing(client.receive_messages()) as messages:
+        async for message in messages:
+            if isinstance(message, StreamEvent) and message.parent_tool_use_id is None:
+                if (text := _text_delta(message.event)) is not None:
+                    await on_text(text)
+            elif isinstance(message, AssistantMessage) and message.parent_tool_use_id is None:
+                if message.error is not None:  # a synthetic "API Error: ..." message
+                    error_kind = message.error
+                else:
+                    texts.extend(b.text for b in message.content if isinstance(b, TextBlock))
+            elif isinstance(message, ResultMessage):
+                if message.is_error:
+                    raise _api_error(message, error_kind)
+                return Outcome(
+                    text="".join(texts),
+                    stop_reason=message.stop_reason,
+                    usage=message.usage,
+                    cost_usd=message.total_cost_usd,
+                    session_id=message.session_id,
+                )
     raise errors.UpstreamError("Claude Code ended the run without a result.")
+
+
+def _text_delta(event: dict[str, Any]) -> str | None:
+    delta = event.get("delta", {})
+    if event.get("type") == "content_block_delta" and delta.get("type") == "text_delta":
+        return str(delta["text"])
+    return None
 
 
 def _api_error(result: ResultMessage, error_kind: str | None) -> errors.WrapperError:
