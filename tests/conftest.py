@@ -53,10 +53,10 @@ def cli_processes() -> list[int]:
     return found
 
 
-async def wait_for_no_cli(timeout: float = 5.0) -> list[int]:
-    """Poll until no CLI child is left (or the timeout passes); return what is left."""
-    with trio.move_on_after(timeout):
-        while cli_processes():
+async def wait_for_no_cli(within: float = 5.0) -> list[int]:
+    """Poll until no CLI child is left (or ``within`` seconds pass); return what is left."""
+    with trio.move_on_after(within):
+        while cli_processes():  # noqa: ASYNC110 - /proc has no event to wait on
             await trio.sleep(0.05)
     return cli_processes()
 

@@ -157,6 +157,9 @@ class MockAnthropic:
         if reply.status != 200:
             await _send_error(send, reply)
             return
+        if not record.body.get("stream"):
+            await _send_message(send, reply, record)
+            return
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_abort, receive, record, nursery.cancel_scope)
             await _send_stream(send, reply, record)
@@ -180,6 +183,36 @@ async def _send_error(send: Send, reply: Reply) -> None:
     await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
 
 
+def _message(reply: Reply, record: Recorded) -> dict[str, Any]:
+    return {
+        "id": f"msg_mock_{len(record.headers)}",
+        "type": "message",
+        "role": "assistant",
+        "model": record.body.get("model", "claude-mock"),
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": reply.input_tokens,
+            "output_tokens": 1,
+            "cache_read_input_tokens": reply.cache_read_tokens,
+            "cache_creation_input_tokens": 0,
+        },
+    }
+
+
+async def _send_message(send: Send, reply: Reply, record: Recorded) -> None:
+    """A non-streaming answer (the CLI falls back to one after some stream failures)."""
+    message = _message(reply, record)
+    message["content"] = [{"type": "text", "text": "".join(reply.chunks)}]
+    message["stop_reason"] = reply.stop_reason
+    message["usage"]["output_tokens"] = reply.output_tokens
+    headers = [(b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": json.dumps(message).encode()})
+    record.finished = trio.current_time()
+
+
 def _sse(event: dict[str, Any]) -> bytes:
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
 
@@ -187,23 +220,7 @@ def _sse(event: dict[str, Any]) -> bytes:
 async def _send_stream(send: Send, reply: Reply, record: Recorded) -> None:
     headers = [(b"content-type", b"text/event-stream"), (b"request-id", b"req_mock")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    model = record.body.get("model", "claude-mock") if isinstance(record.body, dict) else "mock"
-    usage = {
-        "input_tokens": reply.input_tokens,
-        "output_tokens": 1,
-        "cache_read_input_tokens": reply.cache_read_tokens,
-        "cache_creation_input_tokens": 0,
-    }
-    message = {
-        "id": f"msg_mock_{len(record.headers)}",
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-        "usage": usage,
-    }
+    message = _message(reply, record)
     events: list[dict[str, Any]] = [
         {"type": "message_start", "message": message},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
@@ -212,7 +229,10 @@ async def _send_stream(send: Send, reply: Reply, record: Recorded) -> None:
         await send({"type": "http.response.body", "body": _sse(event), "more_body": True})
     for sent, chunk in enumerate(reply.chunks):
         if sent == reply.fail_after:
-            error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+            error = {
+                "type": "error",
+                "error": {"type": "overloaded_error", "message": "Overloaded"},
+            }
             await send({"type": "http.response.body", "body": _sse(error), "more_body": True})
             record.finished = trio.current_time()
             await send({"type": "http.response.body", "body": b""})

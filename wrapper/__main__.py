@@ -14,7 +14,11 @@ from wrapper.server import PortInUse, serve
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = config_module.load(argv)
+    try:
+        config = config_module.load(argv)
+    except config_module.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -95,8 +95,8 @@ class Backend:
             stderr=_log_stderr,
         )
 
-    async def run(self, turn: Turn, on_text: TextSink) -> Outcome:
-        """Answer one turn; ``on_text`` gets each text delta of the answer as it arrives."""
+    async def run(self, turn: Turn, on_text: TextSink | None = None) -> Outcome:
+        """Answer one turn; ``on_text``, if given, gets each text delta as it arrives."""
         with _map_errors(self.config.cli_path), self._scratch_dir() as cwd:
             client = ClaudeSDKClient(self.options(turn, cwd))
             self.live_processes += 1
@@ -132,24 +132,40 @@ async def _interrupt(client: ClaudeSDKClient) -> None:
         log.debug("interrupt failed: %s", exc)
 
 
-async def _collect(client: ClaudeSDKClient, on_text: TextSink) -> Outcome:
-    texts: list[str] = []
+async def _collect(client: ClaudeSDKClient, on_text: TextSink | None) -> Outcome:
+    streamed = ""  # what on_text has been given
+    confirmed = ""  # the text of the assistant messages Claude Code has confirmed
     error_kind: str | None = None
     async with aclosing(client.receive_messages()) as messages:
         async for message in messages:
-            if isinstance(message, StreamEvent) and message.parent_tool_use_id is None:
-                if (text := _text_delta(message.event)) is not None:
+            if isinstance(message, StreamEvent):
+                text = _text_delta(message.event)
+                if on_text is not None and text is not None and message.parent_tool_use_id is None:
+                    streamed += text
                     await on_text(text)
             elif isinstance(message, AssistantMessage) and message.parent_tool_use_id is None:
                 if message.error is not None:  # a synthetic "API Error: ..." message
                     error_kind = message.error
-                else:
-                    texts.extend(b.text for b in message.content if isinstance(b, TextBlock))
+                    continue
+                confirmed += "".join(b.text for b in message.content if isinstance(b, TextBlock))
+                if on_text is None:  # not streaming: nothing to reconcile
+                    continue
+                # After a broken stream the CLI retries without streaming: its answer
+                # arrives whole. Send what was not streamed; refuse to contradict what was.
+                if not confirmed.startswith(streamed):
+                    raise errors.UpstreamError(
+                        "The upstream stream broke after partial output and Claude Code"
+                        " answered again; the partial answer already sent is invalid.",
+                        code="stream_restarted",
+                    )
+                if rest := confirmed[len(streamed) :]:
+                    streamed = confirmed
+                    await on_text(rest)
             elif isinstance(message, ResultMessage):
                 if message.is_error:
                     raise _api_error(message, error_kind)
                 return Outcome(
-                    text="".join(texts),
+                    text=confirmed,
                     stop_reason=message.stop_reason,
                     usage=message.usage,
                     cost_usd=message.total_cost_usd,

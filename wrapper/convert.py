@@ -75,7 +75,7 @@ def _text(message: Message, index: int) -> str:
 def _check_supported(message: Message, index: int) -> None:
     if message.role == "tool":
         raise InvalidRequest(
-            f"Tool messages are not supported yet: 'messages[{index}]'.",
+            f"Tool messages are not supported yet: 'messages[{index}].role'.",
             param=f"messages[{index}].role",
             code="unsupported_role",
         )
@@ -95,7 +95,8 @@ def to_turn(request: ChatRequest, default_model: str) -> Turn:
         _check_supported(message, index)
         text = _text(message, index)
         if message.role in SYSTEM_ROLES:
-            system.append(text)
+            if text:
+                system.append(text)
         else:
             history.append((message.role, text))
     last = len(request.messages) - 1
@@ -138,7 +139,7 @@ def usage_from(raw: dict[str, object] | None) -> Usage:
 
     def count(key: str) -> int:
         value = raw.get(key)
-        return value if isinstance(value, int) else 0
+        return value if type(value) is int else 0
 
     cached = count("cache_read_input_tokens")
     prompt = count("input_tokens") + count("cache_creation_input_tokens") + cached

@@ -45,7 +45,7 @@ async def create(request: Request) -> None:
         await _complete(request, turn, head)
 
 
-async def _run(request: Request, turn: Turn, on_text: TextSink) -> Outcome:
+async def _run(request: Request, turn: Turn, on_text: TextSink | None) -> Outcome:
     """The backend run under the request timeout and the shutdown scope."""
     app = request.app
     with trio.move_on_after(app.config.timeout) as timeout:
@@ -58,12 +58,8 @@ async def _run(request: Request, turn: Turn, on_text: TextSink) -> Outcome:
     raise errors.Timeout(f"Claude Code did not finish within {app.config.timeout:g} seconds.")
 
 
-async def _ignore(text: str) -> None:
-    del text
-
-
 async def _complete(request: Request, turn: Turn, head: ChunkHead) -> None:
-    outcome = await _run(request, turn, _ignore)
+    outcome = await _run(request, turn, None)
     completion = head.completion(
         outcome.text, outcome.stop_reason, usage_from(outcome.usage), outcome.cost_usd
     )
