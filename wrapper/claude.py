@@ -20,10 +20,10 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import aclosing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import trio
@@ -34,6 +34,7 @@ from claude_agent_sdk import (
     ClaudeSDKError,
     CLIConnectionError,
     CLINotFoundError,
+    Message,
     ResultMessage,
     StreamEvent,
     TextBlock,
@@ -136,7 +137,9 @@ async def _collect(client: ClaudeSDKClient, on_text: TextSink | None) -> Outcome
     streamed = ""  # what on_text has been given
     confirmed = ""  # the text of the assistant messages Claude Code has confirmed
     error_kind: str | None = None
-    async with aclosing(client.receive_messages()) as messages:
+    # Typed as AsyncIterator, but an async generator: close it when we stop early.
+    receive = cast("AsyncGenerator[Message, None]", client.receive_messages())
+    async with aclosing(receive) as messages:
         async for message in messages:
             if isinstance(message, StreamEvent):
                 text = _text_delta(message.event)
