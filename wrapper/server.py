@@ -77,7 +77,8 @@ async def serve(
                 trio.current_time() + config.shutdown_grace + 2 * CANCEL_MARGIN
             )
     except* OSError as group:
-        if any(e.errno == errno.EADDRINUSE for e in group.exceptions if isinstance(e, OSError)):
+        # hypercorn's own nurseries nest the error: subgroup() searches the whole tree.
+        if group.subgroup(lambda e: isinstance(e, OSError) and e.errno == errno.EADDRINUSE):
             raise PortInUse(f"port {config.port} on {config.host} is already in use") from None
         raise
 
