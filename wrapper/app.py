@@ -64,18 +64,19 @@ class Router:
     """A table of (method, path template) -> handler; ``{name}`` matches one path segment."""
 
     def __init__(self, routes: list[tuple[str, str, Handler]]) -> None:
-        self.routes = [(m, tuple(t.strip("/").split("/")), h) for m, t, h in routes]
+        self.routes = [(m, tuple(t.removeprefix("/").split("/")), h) for m, t, h in routes]
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
-        segments = tuple(path.strip("/").split("/"))
+        """Exact paths: ``/v1/models/`` is not ``/v1/models``. HEAD is served by GET routes."""
+        segments = tuple(path.removeprefix("/").split("/"))
         allowed: list[str] = []
         for route_method, template, handler in self.routes:
             params = _match(template, segments)
             if params is None:
                 continue
-            if route_method == method:
+            if route_method == method or (method == "HEAD" and route_method == "GET"):
                 return handler, params
-            allowed.append(route_method)
+            allowed += ["GET", "HEAD"] if route_method == "GET" else [route_method]
         if allowed:
             raise errors.MethodNotAllowed(
                 f"Method {method} is not allowed for {path}; use {', '.join(allowed)}.",
@@ -149,6 +150,8 @@ class App:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+            elif scope["method"] == "HEAD":
+                message = {**message, "body": b""}  # the same headers, no body
             await send(message)
 
         try:

@@ -29,7 +29,7 @@ from wrapper.schema import ChatRequest, parse_chat_request, to_json
 
 async def create(request: Request) -> None:
     try:
-        body = json.loads(request.body)
+        body = json.loads(request.body, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise errors.InvalidRequest(
             f"The request body is not valid JSON: {exc}.", code="invalid_json"
@@ -43,6 +43,11 @@ async def create(request: Request) -> None:
         await _stream(request, chat, turn, head)
     else:
         await _complete(request, turn, head)
+
+
+def _refuse_constant(name: str) -> object:
+    # Python's json accepts NaN and Infinity; JSON (RFC 8259) does not.
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
 async def _run(request: Request, turn: Turn, on_text: TextSink | None) -> Outcome:

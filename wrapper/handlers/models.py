@@ -24,5 +24,5 @@ async def list_models(request: Request) -> None:
 async def get_model(request: Request) -> None:
     model_id = request.params["model_id"]
     if model_id not in request.app.config.models:
-        raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model")
+        raise ModelNotFound(f"The model '{model_id[:100]}' does not exist.", param="model")
     await send_json(request.send, 200, to_json(_model(model_id)), request.headers)
