@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint cov clean
+.PHONY: install run test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,11 @@ test: install
 	$(BIN)/coverage report
 
 lint: install
-	$(BIN)/ruff check wrapper tests
+	$(BIN)/ruff check wrapper tests bench
 	$(BIN)/mypy wrapper
 
 clean:
 	rm -rf $(VENV) .coverage .mypy_cache .pytest_cache .ruff_cache *.egg-info
+
+bench: install
+	$(BIN)/python bench/latency.py

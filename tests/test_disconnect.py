@@ -47,17 +47,22 @@ async def test_disconnect_mid_stream_aborts_upstream(server: Server, mock: MockA
     assert left == []
 
 
+async def post_then_leave(http: httpx.AsyncClient, mock: MockAnthropic, after: float) -> float:
+    """Post a non-streamed request, leave ``after`` seconds into the upstream answer."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(post, http)
+        await mock.request_arrived.wait()
+        await trio.sleep(after)
+        nursery.cancel_scope.cancel()
+        return trio.current_time()
+
+
 async def test_disconnect_while_waiting_aborts_upstream(
     http: httpx.AsyncClient, mock: MockAnthropic
 ) -> None:
     mock.script(SLOW)
     with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(post, http)
-            await mock.request_arrived.wait()
-            await trio.sleep(0.3)  # the answer is streaming upstream now
-            gone_at = trio.current_time()
-            nursery.cancel_scope.cancel()
+        gone_at = await post_then_leave(http, mock, after=0.3)
         left = await wait_for_no_cli(within=5)
     upstream = mock.messages[0]
     assert upstream.aborted_at is not None
@@ -70,10 +75,7 @@ async def test_server_keeps_serving_after_disconnects(
 ) -> None:
     mock.script(SLOW)
     with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(post, http)
-            await mock.request_arrived.wait()
-            nursery.cancel_scope.cancel()
+        await post_then_leave(http, mock, after=0)
         response = await http.post("/v1/chat/completions", json=CHAT)
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "Hello from the mock."

@@ -35,8 +35,9 @@ def assert_envelope(payload: dict[str, Any]) -> dict[str, Any]:
     return error
 
 
+@pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize(("upstream", "kind", "status", "type_", "code", "retry"), UPSTREAM)
-async def test_upstream_error_non_streaming(
+async def test_upstream_error(
     http: httpx.AsyncClient,
     mock: MockAnthropic,
     upstream: int,
@@ -45,11 +46,13 @@ async def test_upstream_error_non_streaming(
     type_: str,
     code: str,
     retry: bool,
+    stream: bool,
 ) -> None:
     # The CLI retries some failures once without streaming: script the error twice.
+    # Before the first token, a streamed request still gets the real status.
     mock.script(Reply.error(upstream, kind), Reply.error(upstream, kind))
     with trio.fail_after(30):
-        response = await http.post("/v1/chat/completions", json=CHAT)
+        response = await http.post("/v1/chat/completions", json={**CHAT, "stream": stream})
     assert response.status_code == status
     error = assert_envelope(response.json())
     assert (error["type"], error["code"]) == (type_, code)
@@ -58,24 +61,6 @@ async def test_upstream_error_non_streaming(
         assert "not authenticated" in error["message"]
         assert "sk-ant-test" not in error["message"]
     assert await wait_for_no_cli() == []
-
-
-@pytest.mark.parametrize(("upstream", "kind", "status", "type_", "code", "retry"), UPSTREAM)
-async def test_upstream_error_before_first_token_keeps_status_when_streaming(
-    http: httpx.AsyncClient,
-    mock: MockAnthropic,
-    upstream: int,
-    kind: str,
-    status: int,
-    type_: str,
-    code: str,
-    retry: bool,
-) -> None:
-    mock.script(Reply.error(upstream, kind), Reply.error(upstream, kind))
-    with trio.fail_after(30):
-        response = await http.post("/v1/chat/completions", json={**CHAT, "stream": True})
-    assert response.status_code == status
-    assert assert_envelope(response.json())["code"] == code
 
 
 async def test_openai_client_sees_rate_limit(server: Server, mock: MockAnthropic) -> None:

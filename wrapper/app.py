@@ -15,6 +15,7 @@ Every response carries ``x-request-id`` (the client's, when it sent a sane one).
 from __future__ import annotations
 
 import logging
+import math
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -108,11 +109,12 @@ class App:
         self.router = router
         self.draining = False
         self._runs: set[trio.CancelScope] = set()
+        self._stop_deadline = math.inf
 
     @contextmanager
     def run_scope(self) -> Iterator[trio.CancelScope]:
         """A scope for one Claude Code run that shutdown can cut short."""
-        scope = trio.CancelScope()
+        scope = trio.CancelScope(deadline=self._stop_deadline)
         self._runs.add(scope)
         try:
             with scope:
@@ -123,9 +125,9 @@ class App:
     def begin_shutdown(self) -> None:
         """Refuse new requests; give runs in flight ``shutdown_grace`` seconds to finish."""
         self.draining = True
-        deadline = trio.current_time() + self.config.shutdown_grace
+        self._stop_deadline = trio.current_time() + self.config.shutdown_grace
         for scope in self._runs:
-            scope.deadline = min(scope.deadline, deadline)
+            scope.deadline = min(scope.deadline, self._stop_deadline)
 
     @property
     def active_runs(self) -> int:
