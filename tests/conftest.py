@@ -61,6 +61,11 @@ async def wait_for_no_cli(within: float = 5.0) -> list[int]:
     return cli_processes()
 
 
+def transcripts(tmp_path: Path) -> list[Path]:
+    """Transcripts the CLI left in the test's HOME (the server removes each run's)."""
+    return sorted((tmp_path / "home" / ".claude" / "projects").glob("**/*.jsonl"))
+
+
 @attrs.define
 class Server:
     url: str

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 import trio
 from openai import AsyncOpenAI
 
+from tests.conftest import Server, transcripts
 from tests.mock_anthropic import MockAnthropic, Reply
 
 MODEL = "claude-sonnet-4-5"
@@ -36,6 +39,37 @@ async def test_non_streaming_answer(client: AsyncOpenAI, mock: MockAnthropic) ->
     assert float(response.headers["x-claude-cost-usd"]) == pytest.approx(cost, abs=1e-6)
     assert mock.messages[0].last_user_text.endswith("Capital of France?")
     assert mock.messages[0].body["model"] == MODEL
+
+
+async def test_runs_leave_nothing_behind(
+    client: AsyncOpenAI, mock: MockAnthropic, server: Server, tmp_path: Path
+) -> None:
+    # The CLI writes a transcript of every run (the whole conversation) under HOME.
+    mock.script(Reply.text("ok"), Reply.error(529, "overloaded_error"))
+    with trio.fail_after(30):
+        await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "a"}]
+        )
+        with pytest.raises(openai.APIStatusError):
+            await client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "b"}]
+            )
+    assert (tmp_path / "home" / ".claude").is_dir()  # the CLI did run with this HOME
+    assert transcripts(tmp_path) == []
+    assert list(server.config.workdir.iterdir()) == []
+
+
+async def test_unwritable_workdir_is_a_clear_error(start_server: Any, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    server = await start_server(workdir=blocker / "runs")
+    async with server.http() as http:
+        with trio.fail_after(30):
+            response = await http.post(
+                "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+            )
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "workdir_unavailable"
 
 
 async def test_prompts_and_history_reach_claude(client: AsyncOpenAI, mock: MockAnthropic) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import trio
 
-from tests.conftest import Server, cli_processes, wait_for_no_cli
+from tests.conftest import Server, cli_processes, transcripts, wait_for_no_cli
 from tests.mock_anthropic import MockAnthropic, Reply
 
 CHAT = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
@@ -21,7 +22,9 @@ async def post(http: httpx.AsyncClient) -> None:
 SLOW = Reply.text("x" * 40, pieces=40, delay=0.1)
 
 
-async def test_disconnect_mid_stream_aborts_upstream(server: Server, mock: MockAnthropic) -> None:
+async def test_disconnect_mid_stream_aborts_upstream(
+    server: Server, mock: MockAnthropic, tmp_path: Path
+) -> None:
     mock.script(SLOW)
     body = json.dumps({**CHAT, "stream": True}).encode()
     host, port = server.url.removeprefix("http://").split(":")
@@ -45,6 +48,7 @@ async def test_disconnect_mid_stream_aborts_upstream(server: Server, mock: MockA
     assert upstream.aborted_at is not None
     assert upstream.aborted_at - gone_at < 1.0
     assert left == []
+    assert transcripts(tmp_path) == []
 
 
 async def post_then_leave(http: httpx.AsyncClient, mock: MockAnthropic, after: float) -> float:

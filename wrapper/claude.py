@@ -12,11 +12,13 @@ Rules kept here:
   ``interrupt()``, shielded and bounded, before the process is closed: measured here,
   this aborts the upstream stream and frees the CLI in about 0.1 s, where plain
   cancellation lets the CLI finish its answer and takes about 4.5 s to close.
-- The process and the scratch directory never outlive the run.
+- The process, the scratch directory and the CLI's transcript of the run (which holds
+  the whole conversation) never outlive the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -37,6 +39,7 @@ from claude_agent_sdk import (
     Message,
     ResultMessage,
     StreamEvent,
+    SystemMessage,
     TextBlock,
 )
 
@@ -98,32 +101,34 @@ class Backend:
 
     async def run(self, turn: Turn, on_text: TextSink | None = None) -> Outcome:
         """Answer one turn; ``on_text``, if given, gets each text delta as it arrives."""
-        with _map_errors(self.config.cli_path), self._scratch_dir() as cwd:
-            client = ClaudeSDKClient(self.options(turn, cwd))
-            self.live_processes += 1
-            finished = False
-            try:
+        try:
+            self.config.workdir.mkdir(parents=True, exist_ok=True)
+            cwd = Path(tempfile.mkdtemp(prefix="run-", dir=self.config.workdir))
+        except OSError as exc:
+            raise errors.WrapperError(
+                f"Cannot create a working directory for Claude Code: {exc.strerror}.",
+                code="workdir_unavailable",
+            ) from exc
+        client = ClaudeSDKClient(self.options(turn, cwd))
+        session_ids: set[str] = set()
+        finished = False
+        self.live_processes += 1
+        try:
+            with _map_errors(self.config.cli_path):
                 await client.connect()
                 await client.query(turn.prompt)
-                outcome = await _collect(client, on_text)
+                outcome = await _collect(client, on_text, session_ids)
                 finished = True
                 return outcome
-            finally:
-                with trio.CancelScope(shield=True):
-                    if not finished:
-                        with trio.move_on_after(INTERRUPT_TIMEOUT):
-                            await _interrupt(client)
-                    await client.disconnect()
-                    self.live_processes -= 1
-
-    @contextmanager
-    def _scratch_dir(self) -> Iterator[Path]:
-        self.config.workdir.mkdir(parents=True, exist_ok=True)
-        path = Path(tempfile.mkdtemp(prefix="run-", dir=self.config.workdir))
-        try:
-            yield path
         finally:
-            shutil.rmtree(path, ignore_errors=True)
+            with trio.CancelScope(shield=True):
+                if not finished:
+                    with trio.move_on_after(INTERRUPT_TIMEOUT):
+                        await _interrupt(client)
+                await client.disconnect()
+                self.live_processes -= 1
+                projects = self.config.claude_config_dir() / "projects"
+                await trio.to_thread.run_sync(_remove_run_files, cwd, projects, session_ids)
 
 
 async def _interrupt(client: ClaudeSDKClient) -> None:
@@ -133,7 +138,19 @@ async def _interrupt(client: ClaudeSDKClient) -> None:
         log.debug("interrupt failed: %s", exc)
 
 
-async def _collect(client: ClaudeSDKClient, on_text: TextSink | None) -> Outcome:
+def _remove_run_files(cwd: Path, projects: Path, session_ids: set[str]) -> None:
+    shutil.rmtree(cwd, ignore_errors=True)
+    for session_id in session_ids:
+        for transcript in projects.glob(f"*/{session_id}.jsonl"):
+            transcript.unlink(missing_ok=True)
+            shutil.rmtree(transcript.with_suffix(""), ignore_errors=True)
+            with contextlib.suppress(OSError):  # not empty: someone else's project
+                transcript.parent.rmdir()
+
+
+async def _collect(
+    client: ClaudeSDKClient, on_text: TextSink | None, session_ids: set[str]
+) -> Outcome:
     streamed = ""  # what on_text has been given
     confirmed = ""  # the text of the assistant messages Claude Code has confirmed
     error_kind: str | None = None
@@ -141,7 +158,9 @@ async def _collect(client: ClaudeSDKClient, on_text: TextSink | None) -> Outcome
     receive = cast("AsyncGenerator[Message, None]", client.receive_messages())
     async with aclosing(receive) as messages:
         async for message in messages:
-            if isinstance(message, StreamEvent):
+            if isinstance(message, SystemMessage) and message.subtype == "init":
+                session_ids.add(str(message.data.get("session_id")))
+            elif isinstance(message, StreamEvent):
                 text = _text_delta(message.event)
                 if on_text is not None and text is not None and message.parent_tool_use_id is None:
                     streamed += text

@@ -53,6 +53,13 @@ class Config:
     # Extra environment for the CLI, on top of the server's own.
     claude_env: Mapping[str, str] = attrs.field(factory=dict)
 
+    def claude_config_dir(self) -> Path:
+        """Where the CLI keeps its state and transcripts, given the environment it gets."""
+        env = {**os.environ, **self.claude_env}
+        if env.get("CLAUDE_CONFIG_DIR"):
+            return Path(env["CLAUDE_CONFIG_DIR"])
+        return Path(env.get("HOME") or Path.home()) / ".claude"
+
 
 class ConfigError(Exception):
     """Raised when a flag, environment variable or .env line has an unusable value."""

@@ -64,7 +64,11 @@ async def send_json(
     send: Send, status: int, payload: Any, headers: dict[str, str] | None = None
 ) -> None:
     body = json.dumps(payload, separators=(",", ":")).encode()
-    all_headers = {"content-type": "application/json", **(headers or {})}
+    all_headers = {
+        "content-type": "application/json",
+        "content-length": str(len(body)),
+        **(headers or {}),
+    }
     await send(
         {"type": "http.response.start", "status": status, "headers": _raw_headers(all_headers)}
     )
