@@ -53,12 +53,17 @@ def cli_processes() -> list[int]:
     return found
 
 
-async def wait_for_no_cli(within: float = 5.0) -> list[int]:
-    """Poll until no CLI child is left (or ``within`` seconds pass); return what is left."""
+async def settled(probe: Callable[[], list[Any]], within: float = 5.0) -> list[Any]:
+    """Poll ``probe`` until it finds nothing (or ``within`` seconds pass); return its last
+    finding. For what the server cleans up just after the client has its answer."""
     with trio.move_on_after(within):
-        while cli_processes():  # noqa: ASYNC110 - /proc has no event to wait on
-            await trio.sleep(0.05)
-    return cli_processes()
+        while probe():  # noqa: ASYNC110 - /proc and the file system have no event to wait on
+            await trio.sleep(0.02)
+    return probe()
+
+
+async def wait_for_no_cli(within: float = 5.0) -> list[int]:
+    return await settled(cli_processes, within)
 
 
 def transcripts(tmp_path: Path) -> list[Path]:

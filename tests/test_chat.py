@@ -12,7 +12,7 @@ import pytest
 import trio
 from openai import AsyncOpenAI
 
-from tests.conftest import Server, transcripts
+from tests.conftest import Server, settled, transcripts
 from tests.mock_anthropic import MockAnthropic, Reply
 
 MODEL = "claude-sonnet-4-5"
@@ -55,7 +55,7 @@ async def test_runs_leave_nothing_behind(
                 model=MODEL, messages=[{"role": "user", "content": "b"}]
             )
     assert (tmp_path / "home" / ".claude").is_dir()  # the CLI did run with this HOME
-    assert transcripts(tmp_path) == []
+    assert await settled(lambda: transcripts(tmp_path)) == []
     assert list(server.config.workdir.iterdir()) == []
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import trio
 
-from tests.conftest import Server, cli_processes, transcripts, wait_for_no_cli
+from tests.conftest import Server, cli_processes, settled, transcripts, wait_for_no_cli
 from tests.mock_anthropic import MockAnthropic, Reply
 
 CHAT = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
@@ -48,7 +48,7 @@ async def test_disconnect_mid_stream_aborts_upstream(
     assert upstream.aborted_at is not None
     assert upstream.aborted_at - gone_at < 1.0
     assert left == []
-    assert transcripts(tmp_path) == []
+    assert await settled(lambda: transcripts(tmp_path)) == []
 
 
 async def post_then_leave(http: httpx.AsyncClient, mock: MockAnthropic, after: float) -> float:

@@ -124,7 +124,7 @@ async def test_unstreamed_answer_is_still_streamed(
 
 
 async def test_timeout_non_streaming(start_server: Any, mock: MockAnthropic) -> None:
-    server = await start_server(timeout=1.0)
+    server = await start_server(timeout=2.0)
     mock.script(Reply.text("too slow", pieces=4, delay=1.0))
     async with server.http() as http:
         with trio.fail_after(30):
