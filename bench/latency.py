@@ -49,7 +49,12 @@ async def main() -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(mock.run)
         home = Path(tempfile.mkdtemp())
-        config = Config(port=0, claude_env=offline_env(mock.url, home), workdir=home / "runs")
+        config = Config(
+            port=0,
+            claude_env=offline_env(mock.url, home),
+            workdir=home / "runs",
+            rate_limit_enabled=False,
+        )
         stop = trio.Event()
 
         async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:

@@ -157,3 +157,98 @@ async def test_bad_setting_is_one_line(tmp_path: Path) -> None:
         )
     assert result.returncode == 2
     assert result.stderr.decode().startswith("error: MAX_TIMEOUT='600' is in milliseconds")
+
+
+async def test_generate_key_prints_a_fresh_key() -> None:
+    with trio.fail_after(30):
+        results = [
+            await trio.run_process(
+                [sys.executable, "-m", "wrapper", "--generate-key"], capture_stdout=True
+            )
+            for _ in range(2)
+        ]
+    keys = [r.stdout.decode().strip() for r in results]
+    assert keys[0] != keys[1]
+    assert all(len(k) >= 40 and k.replace("-", "").replace("_", "").isalnum() for k in keys)
+
+
+async def read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytearray) -> bytes:
+    while marker not in seen:
+        chunk = await stream.receive_some()
+        assert chunk, bytes(seen).decode(errors="replace")
+        seen += chunk
+    return bytes(seen)
+
+
+async def test_interactive_prompt_generates_a_key(mock: MockAnthropic, tmp_path: Path) -> None:
+    import pty
+
+    controller, terminal = pty.openpty()
+    environ = {**os.environ, **offline_env(mock.url, tmp_path), "CLAUDE_CWD": str(tmp_path / "r")}
+    for name in ("API_KEY", "API_KEYS", "API_KEYS_FILE"):
+        environ.pop(name, None)
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "wrapper", "--port", "0", "--env-file", "/nonexistent"],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        env=environ,
+    )
+    os.close(terminal)
+    screen = trio.lowlevel.FdStream(controller)
+    assert process.stderr is not None
+    try:
+        with trio.fail_after(30):
+            seen = bytearray()
+            await read_until(screen, b"Enable API key protection? (y/N): ", seen)
+            await screen.send_all(b"y\n")
+            output = await read_until(screen, b"/v1/models", seen)
+            key = output.split(b"API key (shown once, keep it): ", 1)[1].split()[0].decode()
+            log = bytearray()
+            url = (await read_until(process.stderr, b"listening on http", log)).decode()
+            url = "http" + url.split("listening on http", 1)[1].split()[0]
+            while not url[-1].isdigit():
+                url = url[:-1]
+            async with httpx.AsyncClient(base_url=url) as http:
+                refused = await http.get("/v1/models")
+                allowed = await http.get("/v1/models", headers={"authorization": f"Bearer {key}"})
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
+            rest = await process.stderr.receive_some()
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await screen.aclose()
+    assert len(key) >= 40
+    assert f'curl -H "Authorization: Bearer {key}"' in output.decode()
+    assert (refused.status_code, allowed.status_code) == (401, 200)
+    assert key not in (bytes(log) + rest).decode()  # printed once, on the terminal only
+
+
+async def test_no_prompt_without_a_terminal_and_a_warning_off_loopback(
+    mock: MockAnthropic, tmp_path: Path
+) -> None:
+    environ = {**os.environ, **offline_env(mock.url, tmp_path), "CLAUDE_CWD": str(tmp_path / "r")}
+    for name in ("API_KEY", "API_KEYS", "API_KEYS_FILE"):
+        environ.pop(name, None)
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "wrapper", "--host", "0.0.0.0", "--port", "0", "--env-file", "/x"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environ,
+    )
+    assert process.stderr is not None
+    assert process.stdout is not None
+    try:
+        with trio.fail_after(30):
+            log = await read_until(process.stderr, b"listening on", bytearray())
+            process.send_signal(signal.SIGTERM)
+            await process.wait()
+            stdout = await process.stdout.receive_some()
+    finally:
+        if process.returncode is None:
+            process.kill()
+    assert b"WARNING" in log
+    assert b"NO API key" in log
+    assert b"(y/N)" not in stdout

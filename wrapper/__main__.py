@@ -1,19 +1,70 @@
-"""``python -m wrapper``: parse flags, build the Config, serve until stopped."""
+"""``python -m wrapper``: parse flags, build the Config, ask about key protection, serve.
+
+With no API key configured and a terminal on stdin, it asks once whether to protect the
+endpoint (as the seed did) and, on yes, prints a fresh key once. It never asks when stdin
+is not a terminal (systemd, Docker, CI). Binding a non-loopback address with no key is
+allowed, since a reverse proxy may do the authentication, but it is logged loudly.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import secrets
 import sys
 from collections.abc import Sequence
 from functools import partial
+from typing import TextIO
 
+import attrs
 import trio
 
 from wrapper import config as config_module
+from wrapper.config import Config
 from wrapper.server import PortInUse, serve
+
+log = logging.getLogger("wrapper")
+
+
+def new_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def offer_key_protection(config: Config, stdin: TextIO, stdout: TextIO) -> Config:
+    """The seed's interactive question; returns the config with the new key, if any."""
+    if config.api_keys or not stdin.isatty():
+        return config
+    stdout.write(
+        "No API key is configured: anyone who can reach this server can use your Claude\n"
+        "account through it.\nEnable API key protection? (y/N): "
+    )
+    stdout.flush()
+    if stdin.readline().strip().lower() not in ("y", "yes"):
+        return config
+    key = new_key()
+    host = "localhost" if config.host in ("127.0.0.1", "::1") else config.host
+    stdout.write(
+        f"\nAPI key (shown once, keep it): {key}\n\nExample:\n"
+        f'  curl -H "Authorization: Bearer {key}" http://{host}:{config.port}/v1/models\n\n'
+    )
+    stdout.flush()
+    return attrs.evolve(config, api_keys=(key,))
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = config_module.parser().parse_args(argv)
+    if args.generate_key:
+        print(new_key())
+        return 0
     try:
         config = config_module.load(argv)
     except config_module.ConfigError as exc:
@@ -22,6 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    config = offer_key_protection(config, sys.stdin, sys.stdout)
+    if not config.api_keys and not is_loopback(config.host):
+        log.warning(
+            "listening on %s with NO API key: anyone who can reach this port can run"
+            " Claude Code on your account. Set API_KEY (or API_KEYS / API_KEYS_FILE).",
+            config.host,
+        )
     try:
         trio.run(partial(serve, config, handle_signals=True))
     except PortInUse as exc:

@@ -1,19 +1,28 @@
 """The ASGI application: route table, request ids, the request nursery, errors -> envelope.
 
 Order of work for each HTTP request:
-1. route ``(method, path)`` -> handler, or 404 / 405 (with ``Allow``);
-2. refuse new work with 503 while the server drains for shutdown;
-3. read the body under the configured limit (413 past it);
-4. run the handler in a nursery beside a watcher of ``receive()``: when the client
+1. a CORS preflight (``OPTIONS``) on a known path is answered here when CORS is on;
+2. route ``(method, path)`` -> handler, or 404 / 405 (with ``Allow``);
+3. refuse new work with 503 while the server drains for shutdown;
+4. the API key, when keys are configured (every route but the public ``/health``);
+5. the client's token bucket for the route's class (429 with ``Retry-After``);
+6. read the body under the configured limit (413 past it);
+7. for routes that run Claude Code, a slot under the concurrency cap (503 when the
+   queue is full too);
+8. run the handler in a nursery beside a watcher of ``receive()``: when the client
    disconnects the watcher cancels the nursery, which stops the Claude Code run at once;
-5. any ``WrapperError`` that escapes the handler becomes the OpenAI envelope here, and an
-   unexpected exception a logged 500 envelope. Handlers that already started a streamed
-   response report their own errors in-stream.
-Every response carries ``x-request-id`` (the client's, when it sent a sane one).
+9. any ``WrapperError`` becomes the OpenAI envelope here, and an unexpected exception a
+   logged 500 envelope. Handlers that already started a streamed response report their
+   own errors in-stream.
+Every response carries ``x-request-id`` (the client's, when it sent a sane one). One
+access-log line per request: method, path, status, duration, client, model and tokens
+when a handler reports them; never content, keys or tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import math
 import re
@@ -26,6 +35,7 @@ import attrs
 import trio
 
 from wrapper import errors
+from wrapper.auth import check_key
 from wrapper.claude import Backend
 from wrapper.config import Config
 from wrapper.http import (
@@ -35,14 +45,21 @@ from wrapper.http import (
     Send,
     header,
     read_body,
+    send_empty,
     send_error,
     watch_disconnect,
 )
+from wrapper.limits import RateLimiter, RunGate, client_address, parse_networks
 
 log = logging.getLogger(__name__)
 
 # Sane client request ids: short, printable, no header or log injection.
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Response headers a browser client may read (CORS hides the rest).
+EXPOSED_HEADERS = (
+    "x-request-id, x-claude-cost-usd, retry-after, x-ratelimit-limit-requests,"
+    " x-ratelimit-remaining-requests, x-ratelimit-reset-requests"
+)
 
 
 @attrs.define
@@ -54,30 +71,49 @@ class Request:
     send: Send
     params: dict[str, str]
     body: bytes
-    # Headers every response to this request carries (x-request-id).
+    # Headers every response to this request carries (x-request-id, rate limits, CORS).
     headers: dict[str, str]
+    # What the handler adds to the access-log line (model, tokens).
+    log: dict[str, object] = attrs.field(factory=dict)
 
 
 Handler = Callable[[Request], Awaitable[None]]
 
 
+@attrs.frozen
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    # Token-bucket class (see Config.rate_limits); None: not rate limited.
+    limit: str | None = None
+    # Open without an API key (health checks from load balancers and systemd).
+    public: bool = False
+    # Runs Claude Code: waits for a slot under the concurrency cap.
+    runs_claude: bool = False
+
+    @property
+    def template(self) -> tuple[str, ...]:
+        return tuple(self.path.removeprefix("/").split("/"))
+
+
 class Router:
-    """A table of (method, path template) -> handler; ``{name}`` matches one path segment."""
+    """A table of routes; ``{name}`` in a path template matches one path segment."""
 
-    def __init__(self, routes: list[tuple[str, str, Handler]]) -> None:
-        self.routes = [(m, tuple(t.removeprefix("/").split("/")), h) for m, t, h in routes]
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
 
-    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """Exact paths: ``/v1/models/`` is not ``/v1/models``. HEAD is served by GET routes."""
         segments = tuple(path.removeprefix("/").split("/"))
         allowed: list[str] = []
-        for route_method, template, handler in self.routes:
-            params = _match(template, segments)
+        for route in self.routes:
+            params = _match(route.template, segments)
             if params is None:
                 continue
-            if route_method == method or (method == "HEAD" and route_method == "GET"):
-                return handler, params
-            allowed += ["GET", "HEAD"] if route_method == "GET" else [route_method]
+            if route.method == method or (method == "HEAD" and route.method == "GET"):
+                return route, params
+            allowed += ["GET", "HEAD"] if route.method == "GET" else [route.method]
         if allowed:
             raise errors.MethodNotAllowed(
                 f"Method {method} is not allowed for {path}; use {', '.join(allowed)}.",
@@ -107,6 +143,9 @@ class App:
         self.config = config
         self.backend = backend
         self.router = router
+        self.limiter = RateLimiter(dict(config.rate_limits))
+        self.gate = RunGate(config.max_concurrent_runs, config.max_queued_runs)
+        self.proxies = parse_networks(config.trusted_proxies)
         self.draining = False
         self._runs: set[trio.CancelScope] = set()
         self._stop_deadline = math.inf
@@ -144,7 +183,10 @@ class App:
         request_id = (
             client_id if REQUEST_ID_RE.fullmatch(client_id) else f"req_{secrets.token_hex(12)}"
         )
-        headers = {"x-request-id": request_id}
+        headers = {"x-request-id": request_id, **self._cors_headers(scope)}
+        peer = scope.get("client") or ("unknown", 0)
+        client = client_address(peer[0], header(scope, "x-forwarded-for"), self.proxies)
+        log_fields: dict[str, object] = {}
         started = trio.current_time()
         status = 0
 
@@ -157,14 +199,19 @@ class App:
             await send(message)
 
         try:
-            await self._handle(scope, receive, tracked_send, headers, lambda: status != 0)
+            await self._handle(
+                scope, receive, tracked_send, headers, client, log_fields, lambda: status != 0
+            )
         finally:
+            extra = "".join(f" {k}={v}" for k, v in log_fields.items())
             log.info(
-                "%s %s %s %.3fs id=%s",
+                "%s %s %s %.3fs client=%s%s id=%s",
                 scope["method"],
                 scope["path"],
                 status or "disconnected",
                 trio.current_time() - started,
+                client,
+                extra,
                 request_id,
             )
 
@@ -174,23 +221,89 @@ class App:
         receive: Receive,
         send: Send,
         headers: dict[str, str],
+        client: str,
+        log_fields: dict[str, object],
         started: Callable[[], bool],
     ) -> None:
         try:
-            handler, params = self.router.match(scope["method"], scope["path"])
+            if scope["method"] == "OPTIONS" and self._is_preflight(scope):
+                await send_empty(send, 204, {**headers, **self._preflight_headers(scope)})
+                return
+            route, params = self.router.match(scope["method"], scope["path"])
             if self.draining:
                 raise errors.ShuttingDown("The server is shutting down.", retry_after=5)
-            body = await read_body(scope, receive, self.config.max_body_bytes)
+            if self.config.api_keys and not route.public:
+                key = check_key(
+                    self.config.api_keys,
+                    header(scope, "authorization"),
+                    header(scope, "x-api-key"),
+                )
+                # Bucket per key; a digest, so the table never holds key material.
+                client = "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+            if route.limit is not None and self.config.rate_limit_enabled:
+                decision = self.limiter.check(route.limit, client)
+                if route.runs_claude:
+                    headers.update(decision.headers())
+            body = await read_body(
+                scope, receive, self.config.max_body_bytes, self.config.read_timeout
+            )
         except ClientGone:
             return
         except errors.WrapperError as exc:
             await send_error(send, exc, headers)
             return
-        request = Request(self, scope, send, params, body, headers)
+        request = Request(self, scope, send, params, body, headers, log_fields)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
-            await _respond(handler, request, started)
+            if route.runs_claude:
+                await _respond_in_slot(self.gate, route.handler, request, started)
+            else:
+                await _respond(route.handler, request, started)
             nursery.cancel_scope.cancel()
+
+    def _cors_headers(self, scope: Scope) -> dict[str, str]:
+        origin = header(scope, "origin")
+        allowed = self.config.cors_origins
+        if not origin or not ("*" in allowed or origin in allowed):
+            return {}
+        return {
+            "access-control-allow-origin": "*" if "*" in allowed else origin,
+            "access-control-expose-headers": EXPOSED_HEADERS,
+            "vary": "origin",
+        }
+
+    def _is_preflight(self, scope: Scope) -> bool:
+        return bool(
+            self.config.cors_origins
+            and header(scope, "access-control-request-method")
+            and self._cors_headers(scope)
+        )
+
+    def _preflight_headers(self, scope: Scope) -> dict[str, str]:
+        methods: set[str] = set()
+        for method in ("GET", "POST", "DELETE"):
+            with contextlib.suppress(errors.WrapperError):
+                self.router.match(method, scope["path"])
+                methods.add(method)
+        if not methods:
+            raise errors.NotFound(f"Unknown path: {scope['path']}.")
+        return {
+            "access-control-allow-methods": ", ".join(sorted(methods)),
+            "access-control-allow-headers": header(scope, "access-control-request-headers")
+            or "authorization, content-type",
+            # Browsers cap this anyway (Chrome: 2 h); a day saves preflights elsewhere.
+            "access-control-max-age": "86400",
+        }
+
+
+async def _respond_in_slot(
+    gate: RunGate, handler: Handler, request: Request, started: Callable[[], bool]
+) -> None:
+    try:
+        async with gate.slot():
+            await _respond(handler, request, started)
+    except errors.ServerBusy as exc:
+        await send_error(request.send, exc, request.headers)
 
 
 async def _respond(handler: Handler, request: Request, started: Callable[[], bool]) -> None:

@@ -12,7 +12,7 @@ import argparse
 import os
 import re
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,15 @@ DEFAULT_MODELS = (
     "opus",
     "haiku",
 )
+
+
+# Requests per minute and burst per route class, as the seed documented them.
+DEFAULT_RATE_LIMITS = {
+    "chat": (10.0, 10.0),
+    "debug": (2.0, 2.0),
+    "auth": (10.0, 10.0),
+    "health": (30.0, 30.0),
+}
 
 
 @attrs.frozen(kw_only=True)
@@ -52,10 +61,37 @@ class Config:
     log_level: str = "INFO"
     # Extra environment for the CLI, on top of the server's own.
     claude_env: Mapping[str, str] = attrs.field(factory=dict)
+    # Client keys; empty: no key protection (the interactive prompt may add one).
+    api_keys: tuple[str, ...] = ()
+    rate_limit_enabled: bool = True
+    # Route class -> (requests per minute, burst). The seed's defaults.
+    rate_limits: Mapping[str, tuple[float, float]] = attrs.field(
+        factory=lambda: dict(DEFAULT_RATE_LIMITS)
+    )
+    # Peers whose X-Forwarded-For is believed (a reverse proxy on the same host, say).
+    trusted_proxies: tuple[str, ...] = ()
+    # Each CLI process takes 200-300 MB and mostly waits on the network: 4 fit a 2-core,
+    # 2 GB machine. Requests beyond wait in a queue of bounded length, then get 503.
+    max_concurrent_runs: int = 4
+    max_queued_runs: int = 16
+    # Origins allowed by CORS; empty: no CORS headers at all.
+    cors_origins: tuple[str, ...] = ()
+    # POST /v1/debug/request exists only when this is on.
+    debug_mode: bool = False
+    # Slow clients: seconds to send a whole request body (408 past it), and to send the
+    # request headers or the next request on a kept-alive connection (then closed).
+    read_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
+    # Request line plus headers; h11's default, as large as any sane client needs.
+    max_header_bytes: int = 16 * 1024
+
+    def claude_environment(self) -> dict[str, str]:
+        """The environment the CLI runs with: the server's, plus ``claude_env``."""
+        return {**os.environ, **self.claude_env}
 
     def claude_config_dir(self) -> Path:
         """Where the CLI keeps its state and transcripts, given the environment it gets."""
-        env = {**os.environ, **self.claude_env}
+        env = self.claude_environment()
         if env.get("CLAUDE_CONFIG_DIR"):
             return Path(env["CLAUDE_CONFIG_DIR"])
         return Path(env.get("HOME") or Path.home()) / ".claude"
@@ -121,6 +157,36 @@ def _number(name: str, raw: str, kind: type[int] | type[float], low: float, high
     return value
 
 
+def _flag(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected true or false")
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    """Comma-separated, or a JSON-style list as the seed's CORS_ORIGINS=["*"]."""
+    raw = raw.strip().removeprefix("[").removesuffix("]")
+    return tuple(item.strip().strip("'\"") for item in raw.split(",") if item.strip())
+
+
+def _keys(get: Callable[[str], str | None]) -> tuple[str, ...]:
+    keys: list[str] = []
+    if (key := get("API_KEY")) is not None:
+        keys.append(key)
+    if (many := get("API_KEYS")) is not None:
+        keys += [k.strip() for k in many.split(",") if k.strip()]
+    if (path := get("API_KEYS_FILE")) is not None:
+        try:
+            lines = Path(path).read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"API_KEYS_FILE={path!r}: {exc.strerror}") from None
+        keys += [k.strip() for k in lines if k.strip() and not k.lstrip().startswith("#")]
+    return tuple(dict.fromkeys(keys))
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m wrapper", description="OpenAI-compatible API server for Claude Code."
@@ -134,6 +200,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="parent of per-run scratch dirs (CLAUDE_CWD)")
     p.add_argument("--env-file", default=".env", help="dotenv file to read (default .env)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING... (LOG_LEVEL)")
+    p.add_argument("--generate-key", action="store_true", help="print a fresh API key and exit")
     return p
 
 
@@ -185,6 +252,34 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         kwargs["max_turns"] = _number("MAX_TURNS", turns, int, 1, 1000)
     if (level := get("LOG_LEVEL")) is not None:
         kwargs["log_level"] = level.upper()
+    kwargs["api_keys"] = _keys(get)
+    if (enabled := get("RATE_LIMIT_ENABLED")) is not None:
+        kwargs["rate_limit_enabled"] = _flag("RATE_LIMIT_ENABLED", enabled)
+    limits = dict(DEFAULT_RATE_LIMITS)
+    for route_class, (per_minute, burst) in DEFAULT_RATE_LIMITS.items():
+        name = f"RATE_LIMIT_{route_class.upper()}"
+        if (raw := get(f"{name}_PER_MINUTE")) is not None:
+            per_minute = burst = _number(f"{name}_PER_MINUTE", raw, float, 0.01, 1e6)
+        if (raw := get(f"{name}_BURST")) is not None:
+            burst = _number(f"{name}_BURST", raw, float, 1, 1e6)
+        limits[route_class] = (per_minute, burst)
+    kwargs["rate_limits"] = limits
+    if (proxies := get("TRUSTED_PROXIES")) is not None:
+        kwargs["trusted_proxies"] = _list(proxies)
+    if (runs := get("MAX_CONCURRENT_RUNS")) is not None:
+        kwargs["max_concurrent_runs"] = _number("MAX_CONCURRENT_RUNS", runs, int, 1, 1000)
+    if (queued := get("MAX_QUEUED_RUNS")) is not None:
+        kwargs["max_queued_runs"] = _number("MAX_QUEUED_RUNS", queued, int, 0, 100000)
+    if (origins := get("CORS_ORIGINS")) is not None:
+        kwargs["cors_origins"] = _list(origins)
+    if (debug := get("DEBUG_MODE")) is not None:
+        kwargs["debug_mode"] = _flag("DEBUG_MODE", debug)
+    if (read := get("READ_TIMEOUT")) is not None:
+        kwargs["read_timeout"] = _number("READ_TIMEOUT", read, float, 0.1, 3600)
+    if (idle := get("KEEP_ALIVE_TIMEOUT")) is not None:
+        kwargs["keep_alive_timeout"] = _number("KEEP_ALIVE_TIMEOUT", idle, float, 0.1, 3600)
+    if (head := get("MAX_HEADER_BYTES")) is not None:
+        kwargs["max_header_bytes"] = _number("MAX_HEADER_BYTES", head, int, 1024, 1 << 20)
     # .env settings the process environment does not override reach the CLI too
     # (ANTHROPIC_API_KEY, CLAUDE_CODE_USE_BEDROCK... are commonly kept there).
     kwargs["claude_env"] = {k: v for k, v in dotenv.items() if k not in process_env}

@@ -69,6 +69,14 @@ class BodyTooLarge(WrapperError):
     code = "request_too_large"
 
 
+class RequestTimeout(WrapperError):
+    """Raised when a client takes longer than the read timeout to send its request body."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class NotFound(WrapperError):
     """Raised when no route matches the path, or a named resource does not exist."""
 
@@ -145,3 +153,36 @@ class ShuttingDown(WrapperError):
     status = 503
     type = "server_error"
     code = "shutting_down"
+
+
+class InvalidApiKey(WrapperError):
+    """Raised when API keys are configured and the request has none, or a wrong one."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+    def headers(self) -> dict[str, str]:
+        return {**super().headers(), "www-authenticate": "Bearer"}
+
+
+class RateLimited(WrapperError):
+    """Raised when a client has used up its token bucket for a route class."""
+
+    status = 429
+    type = "rate_limit_exceeded"
+    code = "too_many_requests"
+
+    def envelope(self) -> dict[str, Any]:
+        # The seed's clients read retry_after from the body as well as the header.
+        body = super().envelope()
+        body["error"]["retry_after"] = self.retry_after
+        return body
+
+
+class ServerBusy(WrapperError):
+    """Raised when every Claude Code slot is taken and the wait queue is full."""
+
+    status = 503
+    type = "server_error"
+    code = "server_busy"

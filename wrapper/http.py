@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from wrapper.errors import BodyTooLarge, WrapperError
+from wrapper.errors import BodyTooLarge, RequestTimeout, WrapperError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -37,10 +37,18 @@ def header(scope: Scope, name: str) -> str | None:
     return None
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int, within: float) -> bytes:
+    """The whole body, within ``limit`` bytes and ``within`` seconds (a trickling client
+    would otherwise hold its connection and a run slot for as long as it likes)."""
     declared = header(scope, "content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes.")
+    with trio.move_on_after(within):
+        return await _read_all(receive, limit)
+    raise RequestTimeout(f"The request body did not arrive within {within:g} seconds.")
+
+
+async def _read_all(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -73,6 +81,11 @@ async def send_json(
         {"type": "http.response.start", "status": status, "headers": _raw_headers(all_headers)}
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_empty(send: Send, status: int, headers: dict[str, str]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _raw_headers(headers)})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def send_error(send: Send, error: WrapperError, headers: dict[str, str]) -> None:

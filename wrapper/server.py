@@ -21,7 +21,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from wrapper.app import App, Router
 from wrapper.claude import Backend
 from wrapper.config import Config
-from wrapper.handlers import ROUTES
+from wrapper.handlers import routes
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class PortInUse(Exception):
 
 
 def build_app(config: Config) -> App:
-    return App(config, Backend(config), Router(ROUTES))
+    return App(config, Backend(config), Router(routes(config)))
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:
@@ -44,6 +44,8 @@ def hypercorn_config(config: Config) -> HypercornConfig:
         f"[{config.host}]:{config.port}" if ":" in config.host else f"{config.host}:{config.port}"
     ]
     hc.graceful_timeout = config.shutdown_grace + CANCEL_MARGIN
+    hc.keep_alive_timeout = config.keep_alive_timeout
+    hc.h11_max_incomplete_size = config.max_header_bytes
     hc.accesslog = None  # the app logs one line per request itself
     hc.errorlog = logging.getLogger("hypercorn.error")
     return hc
@@ -68,14 +70,11 @@ async def serve(
         async with trio.open_nursery() as nursery:
             if handle_signals:
                 nursery.start_soon(_wait_for_signal, stop)
-            binds = await nursery.start(_serve_app, app, hypercorn_config(config), trigger)
+            await nursery.start(app.limiter.sweeper)
+            hc = hypercorn_config(config)
+            binds = await nursery.start(_serve_app, app, hc, trigger, nursery.cancel_scope)
             log.info("listening on %s", ", ".join(binds))
             task_status.started(binds)
-            await stop.wait()
-            # hypercorn returns when its open requests are done; then the signal task goes.
-            nursery.cancel_scope.deadline = (
-                trio.current_time() + config.shutdown_grace + 2 * CANCEL_MARGIN
-            )
     except* OSError as group:
         # hypercorn's own nurseries nest the error: subgroup() searches the whole tree.
         if group.subgroup(lambda e: isinstance(e, OSError) and e.errno == errno.EADDRINUSE):
@@ -87,10 +86,13 @@ async def _serve_app(
     app: App,
     hc: HypercornConfig,
     trigger: object,
+    done: trio.CancelScope,
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """hypercorn until it has drained; then the signal watcher and the sweeper go too."""
     await hypercorn_serve(app, hc, shutdown_trigger=trigger, task_status=task_status)  # type: ignore[arg-type]
+    done.cancel()
 
 
 async def _wait_for_signal(stop: trio.Event) -> None:

@@ -1,13 +1,20 @@
-"""One module per resource; ``ROUTES`` is the whole route table of the server."""
+"""One module per resource; ``routes`` is the whole route table of the server."""
 
 from __future__ import annotations
 
-from wrapper.app import Handler
-from wrapper.handlers import chat, health, models
+from wrapper.app import Route
+from wrapper.config import Config
+from wrapper.handlers import chat, debug, health, models, status
 
-ROUTES: list[tuple[str, str, Handler]] = [
-    ("POST", "/v1/chat/completions", chat.create),
-    ("GET", "/v1/models", models.list_models),
-    ("GET", "/v1/models/{model_id}", models.get_model),
-    ("GET", "/health", health.health),
-]
+
+def routes(config: Config) -> list[Route]:
+    table = [
+        Route("POST", "/v1/chat/completions", chat.create, limit="chat", runs_claude=True),
+        Route("GET", "/v1/models", models.list_models),
+        Route("GET", "/v1/models/{model_id}", models.get_model),
+        Route("GET", "/v1/auth/status", status.auth_status, limit="auth"),
+        Route("GET", "/health", health.health, limit="health", public=True),
+    ]
+    if config.debug_mode:  # otherwise the path does not exist: a plain 404
+        table.append(Route("POST", "/v1/debug/request", debug.inspect, limit="debug"))
+    return table

@@ -1,0 +1,160 @@
+"""Traffic control: token buckets per client and route class, and the Claude Code run gate.
+
+Rules kept here:
+- A bucket holds ``burst`` tokens and gains ``per_minute / 60`` per second. It is refilled
+  by arithmetic on the clock when it is used, never by a timer per bucket.
+- The table of buckets is bounded: the least recently seen client goes first when it is
+  full (``max_clients``), and a sweeper task drops buckets that have refilled completely,
+  since a full bucket is the same as none. A flood of distinct addresses costs at most
+  ``max_clients`` small entries.
+- A client is its API key when it sent a valid one, else its address; ``X-Forwarded-For``
+  is believed only when the peer is a configured proxy, and then the address read is the
+  last one not itself a trusted proxy.
+- At most ``max_concurrent`` Claude Code runs at once; up to ``max_queued`` more wait;
+  beyond that a request is refused at once with 503 instead of piling up.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from wrapper.errors import RateLimited, ServerBusy
+
+# Enough for every client a small server sees at once; ~100 bytes each.
+MAX_CLIENTS = 10_000
+# The sweeper's period: idle clients are forgotten within a minute of refilling.
+SWEEP_INTERVAL = 60.0
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@attrs.define
+class Bucket:
+    tokens: float
+    updated: float
+
+
+@attrs.frozen
+class Decision:
+    """What one check found: the headers to send, whether to refuse."""
+
+    limit: int
+    remaining: int
+    reset_after: float  # seconds until the bucket is full again
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "x-ratelimit-limit-requests": str(self.limit),
+            "x-ratelimit-remaining-requests": str(self.remaining),
+            "x-ratelimit-reset-requests": f"{self.reset_after:.3g}s",
+        }
+
+
+class RateLimiter:
+    """Token buckets keyed by (route class, client)."""
+
+    def __init__(
+        self,
+        limits: dict[str, tuple[float, float]],
+        clock: Callable[[], float] = trio.current_time,
+        max_clients: int = MAX_CLIENTS,
+    ) -> None:
+        self.limits = limits
+        self.clock = clock
+        self.max_clients = max_clients
+        self.buckets: OrderedDict[tuple[str, str], Bucket] = OrderedDict()
+
+    def check(self, route_class: str, client: str) -> Decision:
+        """Take one token, or raise ``RateLimited`` with the wait until one is there."""
+        per_minute, burst = self.limits[route_class]
+        rate = per_minute / 60.0
+        now = self.clock()
+        key = (route_class, client)
+        bucket = self.buckets.pop(key, None) or Bucket(burst, now)
+        bucket.tokens = min(burst, bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        self.buckets[key] = bucket  # most recently seen last
+        while len(self.buckets) > self.max_clients:
+            self.buckets.popitem(last=False)
+        if bucket.tokens < 1:
+            wait = math.ceil((1 - bucket.tokens) / rate)
+            raise RateLimited(
+                f"Rate limit exceeded. Try again in {wait} seconds.",
+                retry_after=wait,
+                headers=Decision(int(burst), 0, (burst - bucket.tokens) / rate).headers(),
+            )
+        bucket.tokens -= 1
+        return Decision(int(burst), int(bucket.tokens), (burst - bucket.tokens) / rate)
+
+    def sweep(self) -> None:
+        """Forget buckets that have refilled: they hold nothing a new bucket would not."""
+        now = self.clock()
+        for key, bucket in list(self.buckets.items()):
+            per_minute, burst = self.limits[key[0]]
+            if bucket.tokens + (now - bucket.updated) * per_minute / 60.0 >= burst:
+                del self.buckets[key]
+
+    async def sweeper(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        task_status.started()
+        while True:
+            await trio.sleep(SWEEP_INTERVAL)
+            self.sweep()
+
+
+def parse_networks(specs: Iterable[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(spec, strict=False) for spec in specs)
+
+
+def client_address(peer: str, forwarded_for: str | None, proxies: tuple[Network, ...]) -> str:
+    """The client's address: the peer's, or from X-Forwarded-For behind a trusted proxy."""
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in proxies)
+
+    if not forwarded_for or not trusted(peer):
+        return peer
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if not trusted(hop):
+            return hop
+    return hops[0] if hops else peer
+
+
+class RunGate:
+    """At most ``max_concurrent`` runs; at most ``max_queued`` waiting for a slot."""
+
+    def __init__(self, max_concurrent: int, max_queued: int) -> None:
+        self.limiter = trio.CapacityLimiter(max_concurrent)
+        self.max_queued = max_queued
+        self.waiting = 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self.limiter.available_tokens == 0 and self.waiting >= self.max_queued:
+            raise ServerBusy(
+                f"All {int(self.limiter.total_tokens)} Claude Code slots are busy and"
+                f" {self.waiting} requests are waiting; try again shortly.",
+                retry_after=5,
+            )
+        self.waiting += 1
+        try:
+            await self.limiter.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self.limiter.release()
