@@ -112,7 +112,7 @@ async def test_rate_limit_through_the_server(
     assert refused.headers["retry-after"] == "1"
     error = refused.json()["error"]
     assert error == {
-        "message": "Rate limit exceeded. Try again in 1 seconds.",
+        "message": "Rate limit exceeded. Try again in 1 second.",
         "type": "rate_limit_exceeded",
         "param": None,
         "code": "too_many_requests",

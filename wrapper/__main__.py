@@ -20,6 +20,7 @@ import attrs
 import trio
 
 from wrapper import config as config_module
+from wrapper import logs
 from wrapper.config import Config
 from wrapper.server import PortInUse, serve
 
@@ -70,9 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config_module.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup(config.log_level, config.log_format)
     config = offer_key_protection(config, sys.stdin, sys.stdout)
     if not config.api_keys and not is_loopback(config.host):
         log.warning(

@@ -50,11 +50,14 @@ from wrapper.http import (
     watch_disconnect,
 )
 from wrapper.limits import RateLimiter, RunGate, client_address, parse_networks
+from wrapper.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 # Sane client request ids: short, printable, no header or log injection.
 REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# What a handler may add to the access-log line: never content.
+LOGGED_FIELDS = ("model", "prompt_tokens", "completion_tokens", "cost_usd", "ttft")
 # Response headers a browser client may read (CORS hides the rest).
 EXPOSED_HEADERS = (
     "x-request-id, x-claude-cost-usd, retry-after, x-ratelimit-limit-requests,"
@@ -147,6 +150,29 @@ class App:
         self.gate = RunGate(config.max_concurrent_runs, config.max_queued_runs)
         self.proxies = parse_networks(config.trusted_proxies)
         self.draining = False
+        self.requests_in_flight = 0
+        self.streams_in_flight = 0
+        self.metrics = Metrics(
+            gauges={
+                "wrapper_active_requests": (
+                    "HTTP requests in flight.",
+                    lambda: self.requests_in_flight,
+                ),
+                "wrapper_active_streams": (
+                    "Streamed responses in flight.",
+                    lambda: self.streams_in_flight,
+                ),
+                "wrapper_active_runs": ("Claude Code runs in flight.", lambda: self.active_runs),
+                "wrapper_queued_runs": (
+                    "Requests waiting for a run slot.",
+                    lambda: self.gate.waiting,
+                ),
+                "wrapper_cli_processes": (
+                    "Live Claude Code CLI processes.",
+                    lambda: self.backend.live_processes,
+                ),
+            }
+        )
         self._runs: set[trio.CancelScope] = set()
         self._stop_deadline = math.inf
 
@@ -186,33 +212,54 @@ class App:
         headers = {"x-request-id": request_id, **self._cors_headers(scope)}
         peer = scope.get("client") or ("unknown", 0)
         client = client_address(peer[0], header(scope, "x-forwarded-for"), self.proxies)
-        log_fields: dict[str, object] = {}
+        fields: dict[str, object] = {"route": "unmatched"}
         started = trio.current_time()
         status = 0
+        streaming = False
 
         async def tracked_send(message: MutableMapping[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                if (b"content-type", b"text/event-stream; charset=utf-8") in message["headers"]:
+                    streaming = True
+                    self.streams_in_flight += 1
             elif scope["method"] == "HEAD":
                 message = {**message, "body": b""}  # the same headers, no body
             await send(message)
 
+        self.requests_in_flight += 1
         try:
             await self._handle(
-                scope, receive, tracked_send, headers, client, log_fields, lambda: status != 0
+                scope, receive, tracked_send, headers, client, fields, lambda: status != 0
             )
         finally:
-            extra = "".join(f" {k}={v}" for k, v in log_fields.items())
+            self.requests_in_flight -= 1
+            self.streams_in_flight -= streaming
+            duration = trio.current_time() - started
+            route = str(fields.pop("route"))
+            self.metrics.observe(route, scope["method"], status, duration, fields)
+            logged = {k: v for k, v in fields.items() if k in LOGGED_FIELDS}
             log.info(
                 "%s %s %s %.3fs client=%s%s id=%s",
                 scope["method"],
                 scope["path"],
                 status or "disconnected",
-                trio.current_time() - started,
+                duration,
                 client,
-                extra,
+                "".join(f" {k}={v}" for k, v in logged.items()),
                 request_id,
+                extra={
+                    "fields": {
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status or None,
+                        "duration": round(duration, 6),
+                        "client": client,
+                        "request_id": request_id,
+                        **logged,
+                    }
+                },
             )
 
     async def _handle(
@@ -230,6 +277,7 @@ class App:
                 await send_empty(send, 204, {**headers, **self._preflight_headers(scope)})
                 return
             route, params = self.router.match(scope["method"], scope["path"])
+            log_fields["route"] = route.path
             if self.draining:
                 raise errors.ShuttingDown("The server is shutting down.", retry_after=5)
             if self.config.api_keys and not route.public:
@@ -241,7 +289,9 @@ class App:
                 # Bucket per key; a digest, so the table never holds key material.
                 client = "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
             if route.limit is not None and self.config.rate_limit_enabled:
+                log_fields["limited"] = True  # until the check passes
                 decision = self.limiter.check(route.limit, client)
+                del log_fields["limited"]
                 if route.runs_claude:
                     headers.update(decision.headers())
             body = await read_body(

@@ -84,6 +84,12 @@ class Config:
     keep_alive_timeout: float = 5.0
     # Request line plus headers; h11's default, as large as any sane client needs.
     max_header_bytes: int = 16 * 1024
+    # /metrics without an API key (for a scraper on a private network).
+    metrics_public: bool = False
+    # "plain" lines for people, "json" lines for log shippers.
+    log_format: str = "plain"
+    # systemd's notification socket (Type=notify); set by systemd, not by hand.
+    notify_socket: str | None = None
 
     def claude_environment(self) -> dict[str, str]:
         """The environment the CLI runs with: the server's, plus ``claude_env``."""
@@ -278,6 +284,13 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         kwargs["read_timeout"] = _number("READ_TIMEOUT", read, float, 0.1, 3600)
     if (idle := get("KEEP_ALIVE_TIMEOUT")) is not None:
         kwargs["keep_alive_timeout"] = _number("KEEP_ALIVE_TIMEOUT", idle, float, 0.1, 3600)
+    if (public := get("METRICS_PUBLIC")) is not None:
+        kwargs["metrics_public"] = _flag("METRICS_PUBLIC", public)
+    if (fmt := get("LOG_FORMAT")) is not None:
+        if fmt.lower() not in ("plain", "json"):
+            raise ConfigError(f"LOG_FORMAT={fmt!r}: expected plain or json")
+        kwargs["log_format"] = fmt.lower()
+    kwargs["notify_socket"] = process_env.get("NOTIFY_SOCKET") or None
     if (head := get("MAX_HEADER_BYTES")) is not None:
         kwargs["max_header_bytes"] = _number("MAX_HEADER_BYTES", head, int, 1024, 1 << 20)
     # .env settings the process environment does not override reach the CLI too

@@ -83,9 +83,13 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_empty(send: Send, status: int, headers: dict[str, str]) -> None:
+async def send_raw(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
     await send({"type": "http.response.start", "status": status, "headers": _raw_headers(headers)})
-    await send({"type": "http.response.body", "body": b""})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_empty(send: Send, status: int, headers: dict[str, str]) -> None:
+    await send_raw(send, status, b"", headers)
 
 
 async def send_error(send: Send, error: WrapperError, headers: dict[str, str]) -> None:

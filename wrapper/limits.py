@@ -86,7 +86,7 @@ class RateLimiter:
         if bucket.tokens < 1:
             wait = math.ceil((1 - bucket.tokens) / rate)
             raise RateLimited(
-                f"Rate limit exceeded. Try again in {wait} seconds.",
+                f"Rate limit exceeded. Try again in {wait} second{'s' if wait != 1 else ''}.",
                 retry_after=wait,
                 headers=Decision(int(burst), 0, (burst - bucket.tokens) / rate).headers(),
             )

@@ -1,5 +1,8 @@
 """Serving: hypercorn's trio worker, signals, and graceful stop.
 
+Under systemd (``Type=notify``) it reports ``READY=1`` once it accepts connections and
+``STOPPING=1`` when it starts to drain, over ``NOTIFY_SOCKET`` with a plain datagram.
+
 Stop sequence (SIGINT or SIGTERM, or ``shutdown`` set by an embedding caller):
 1. the app starts draining: new requests get 503, runs in flight get ``shutdown_grace``
    seconds, after which each ends with a clean error (an error frame when streaming);
@@ -13,6 +16,7 @@ from __future__ import annotations
 import errno
 import logging
 import signal
+import socket
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -64,6 +68,7 @@ async def serve(
 
     async def trigger() -> None:
         await stop.wait()
+        notify(config.notify_socket, "STOPPING=1")
         app.begin_shutdown()
 
     try:
@@ -74,6 +79,7 @@ async def serve(
             hc = hypercorn_config(config)
             binds = await nursery.start(_serve_app, app, hc, trigger, nursery.cancel_scope)
             log.info("listening on %s", ", ".join(binds))
+            notify(config.notify_socket, f"READY=1\nSTATUS=listening on {', '.join(binds)}")
             task_status.started(binds)
     except* OSError as group:
         # hypercorn's own nurseries nest the error: subgroup() searches the whole tree.
@@ -93,6 +99,19 @@ async def _serve_app(
     """hypercorn until it has drained; then the signal watcher and the sweeper go too."""
     await hypercorn_serve(app, hc, shutdown_trigger=trigger, task_status=task_status)  # type: ignore[arg-type]
     done.cancel()
+
+
+def notify(address: str | None, message: str) -> None:
+    """sd_notify without a dependency: one datagram to systemd's socket, if there is one."""
+    if not address:
+        return
+    # A leading "@" names a socket in Linux's abstract namespace.
+    target = "\0" + address[1:] if address.startswith("@") else address
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(message.encode(), target)
+    except OSError as exc:
+        log.warning("could not notify systemd at %s: %s", address, exc.strerror)
 
 
 async def _wait_for_signal(stop: trio.Event) -> None:

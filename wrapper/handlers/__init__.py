@@ -14,6 +14,7 @@ def routes(config: Config) -> list[Route]:
         Route("GET", "/v1/models/{model_id}", models.get_model),
         Route("GET", "/v1/auth/status", status.auth_status, limit="auth"),
         Route("GET", "/health", health.health, limit="health", public=True),
+        Route("GET", "/metrics", health.metrics, public=config.metrics_public),
     ]
     if config.debug_mode:  # otherwise the path does not exist: a plain 404
         table.append(Route("POST", "/v1/debug/request", debug.inspect, limit="debug"))

@@ -1,11 +1,12 @@
-"""``GET /health``: liveness, the version, and what is running."""
+"""Operations: ``GET /health`` (liveness, version, what is running) and ``GET /metrics``
+(Prometheus text format)."""
 
 from __future__ import annotations
 
 from importlib.metadata import version
 
 from wrapper.app import Request
-from wrapper.http import send_json
+from wrapper.http import send_json, send_raw
 
 VERSION = version("claude-code-openai-wrapper")
 
@@ -20,3 +21,13 @@ async def health(request: Request) -> None:
         "live_cli_processes": app.backend.live_processes,
     }
     await send_json(request.send, 503 if app.draining else 200, payload, request.headers)
+
+
+async def metrics(request: Request) -> None:
+    body = request.app.metrics.render().encode()
+    headers = {
+        **request.headers,
+        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+        "content-length": str(len(body)),
+    }
+    await send_raw(request.send, 200, body, headers)
