@@ -9,6 +9,9 @@ can prove that a disconnect reached the upstream stream.
 Rules it keeps:
 - Replies are deterministic: the text is split into the given chunks, sent one SSE event
   each, with an optional delay between them (to prove streaming is not buffered).
+- A reply may also call tools (``Reply.tool_calls``): each ``tool_use`` block follows the
+  text, its input streamed as ``input_json_delta`` fragments, and ``stop_reason`` is
+  ``tool_use``, as the API does.
 - It speaks the event sequence the CLI expects: message_start, content_block_start,
   content_block_delta*, content_block_stop, message_delta (stop_reason, usage),
   message_stop. Errors are Anthropic error bodies with the chosen status.
@@ -34,6 +37,22 @@ Send = Callable[[dict[str, Any]], Any]
 
 
 @attrs.frozen
+class ToolUse:
+    """One ``tool_use`` block: its input is sent as ``pieces`` ``input_json_delta`` events."""
+
+    name: str
+    input: dict[str, Any]
+    id: str = "toolu_mock_1"
+    pieces: int = 3
+
+    @property
+    def fragments(self) -> list[str]:
+        text = json.dumps(self.input)
+        size = max(1, math.ceil(len(text) / self.pieces))
+        return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+@attrs.frozen
 class Reply:
     """One scripted answer: text chunks, or an error status with an Anthropic error type."""
 
@@ -46,14 +65,22 @@ class Reply:
     input_tokens: int = 11
     output_tokens: int = 7
     cache_read_tokens: int = 0
-    # Send an SSE ``error`` event (Anthropic's mid-stream overload) after this many chunks.
+    # Send an SSE ``error`` event (Anthropic's mid-stream overload) after this many deltas
+    # (text chunks, then argument fragments).
     fail_after: int | None = None
+    tool_uses: tuple[ToolUse, ...] = ()
 
     @classmethod
     def text(cls, text: str, *, pieces: int = 1, delay: float = 0.0, **kw: Any) -> Reply:
         size = max(1, math.ceil(len(text) / pieces))
         chunks = tuple(text[i : i + size] for i in range(0, len(text), size)) or ("",)
         return cls(chunks=chunks, delay=delay, **kw)
+
+    @classmethod
+    def tool_calls(cls, *calls: ToolUse, text: str = "", **kw: Any) -> Reply:
+        """Claude calling tools, after an optional text block (no text block when empty)."""
+        chunks = (text,) if text else ()
+        return cls(chunks=chunks, tool_uses=calls, stop_reason="tool_use", **kw)
 
     @classmethod
     def error(cls, status: int, error_type: str, **kw: Any) -> Reply:
@@ -89,6 +116,21 @@ class Recorded:
     @property
     def all_text(self) -> str:
         return "\n".join(_text_of(m["content"]) for m in self.body["messages"])
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The names in the request's ``tools`` array: what Claude may call."""
+        return [t["name"] for t in self.body.get("tools", [])]
+
+    def blocks(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
+        """Every content block of type ``kind`` in the messages, with its message's role."""
+        return [
+            (m["role"], b)
+            for m in self.body["messages"]
+            if isinstance(m["content"], list)
+            for b in m["content"]
+            if isinstance(b, dict) and b.get("type") == kind
+        ]
 
 
 def _text_of(content: Any) -> str:
@@ -204,7 +246,10 @@ def _message(reply: Reply, record: Recorded) -> dict[str, Any]:
 async def _send_message(send: Send, reply: Reply, record: Recorded) -> None:
     """A non-streaming answer (the CLI falls back to one after some stream failures)."""
     message = _message(reply, record)
-    message["content"] = [{"type": "text", "text": "".join(reply.chunks)}]
+    message["content"] = [{"type": "text", "text": "".join(reply.chunks)}] if reply.chunks else []
+    message["content"] += [
+        {"type": "tool_use", "id": t.id, "name": t.name, "input": t.input} for t in reply.tool_uses
+    ]
     message["stop_reason"] = reply.stop_reason
     message["usage"]["output_tokens"] = reply.output_tokens
     headers = [(b"content-type", b"application/json")]
@@ -220,41 +265,45 @@ def _sse(event: dict[str, Any]) -> bytes:
 async def _send_stream(send: Send, reply: Reply, record: Recorded) -> None:
     headers = [(b"content-type", b"text/event-stream"), (b"request-id", b"req_mock")]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
-    message = _message(reply, record)
-    events: list[dict[str, Any]] = [
-        {"type": "message_start", "message": message},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-    ]
-    for event in events:
+
+    async def emit(event: dict[str, Any]) -> None:
         await send({"type": "http.response.body", "body": _sse(event), "more_body": True})
-    for sent, chunk in enumerate(reply.chunks):
-        if sent == reply.fail_after:
-            error = {
-                "type": "error",
-                "error": {"type": "overloaded_error", "message": "Overloaded"},
-            }
-            await send({"type": "http.response.body", "body": _sse(error), "more_body": True})
-            record.finished = trio.current_time()
-            await send({"type": "http.response.body", "body": b""})
-            return
-        if reply.delay:
-            await trio.sleep(reply.delay)
-        delta = {
-            "type": "content_block_delta",
-            "index": 0,
-            "delta": {"type": "text_delta", "text": chunk},
-        }
-        await send({"type": "http.response.body", "body": _sse(delta), "more_body": True})
-    tail: list[dict[str, Any]] = [
-        {"type": "content_block_stop", "index": 0},
+
+    await emit({"type": "message_start", "message": _message(reply, record)})
+    blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    if reply.chunks:
+        text_deltas = [{"type": "text_delta", "text": chunk} for chunk in reply.chunks]
+        blocks.append(({"type": "text", "text": ""}, text_deltas))
+    for tool in reply.tool_uses:
+        json_deltas = [{"type": "input_json_delta", "partial_json": f} for f in tool.fragments]
+        blocks.append(
+            ({"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}, json_deltas)
+        )
+    sent = 0
+    for index, (block, deltas) in enumerate(blocks):
+        for position, delta in enumerate(deltas):
+            if sent == reply.fail_after:
+                # Failing at a block's first delta fails before the block starts.
+                error = {"type": "overloaded_error", "message": "Overloaded"}
+                await emit({"type": "error", "error": error})
+                record.finished = trio.current_time()
+                await send({"type": "http.response.body", "body": b""})
+                return
+            if position == 0:
+                start = {"type": "content_block_start", "index": index, "content_block": block}
+                await emit(start)
+            if reply.delay:
+                await trio.sleep(reply.delay)
+            await emit({"type": "content_block_delta", "index": index, "delta": delta})
+            sent += 1
+        await emit({"type": "content_block_stop", "index": index})
+    await emit(
         {
             "type": "message_delta",
             "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
             "usage": {"output_tokens": reply.output_tokens},
-        },
-        {"type": "message_stop"},
-    ]
-    for event in tail:
-        await send({"type": "http.response.body", "body": _sse(event), "more_body": True})
+        }
+    )
+    await emit({"type": "message_stop"})
     record.finished = trio.current_time()
     await send({"type": "http.response.body", "body": b""})

@@ -5,13 +5,18 @@ Pure functions, so every case is data: a request as plain JSON in, exact values 
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from wrapper.convert import ChunkHead, Turn, finish_reason, to_turn, usage_from
-from wrapper.errors import InvalidRequest
+from wrapper import tools, transcript
+from wrapper.convert import ChunkHead, Turn, finish, finish_reason, to_turn, usage_from
+from wrapper.errors import InvalidRequest, UpstreamError
 from wrapper.schema import PromptTokensDetails, Usage, parse_chat_request, to_json
+from wrapper.tools import CallDelta, Calling, Function, FunctionCall
 
 DEFAULT_MODEL = "claude-sonnet-4-5"
 
@@ -164,11 +169,11 @@ TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "argu
             "unsupported_content",
         ),
         ([system([IMAGE]), user("hi")], "messages[0].content[0]", "unsupported_content"),
-        # Tool results and assistant tool calls.
+        # A tool result with no call before it; a call with no result after it.
         (
             [user("a"), {"role": "tool", "content": "42", "tool_call_id": "call_1"}, user("b")],
             "messages[1].role",
-            "unsupported_role",
+            None,
         ),
         (
             [
@@ -177,7 +182,7 @@ TOOL_CALL = {"id": "call_1", "type": "function", "function": {"name": "f", "argu
                 user("b"),
             ],
             "messages[1].tool_calls",
-            "unsupported_content",
+            None,
         ),
     ],
 )
@@ -200,6 +205,7 @@ def test_last_message_error_names_the_role_it_got() -> None:
     error = refusal(user("hi"), assistant("hello"))
     assert error.message == (
         "The last message must have role 'user', got 'assistant': 'messages[1].role'."
+        " (A 'tool' message with a function's result may end the conversation too.)"
     )
 
 
@@ -402,3 +408,655 @@ def test_every_chunk_of_a_stream_repeats_id_created_and_model() -> None:
     for chunk in stream:
         wire = to_json(chunk)
         assert {key: wire[key] for key in SAME} == SAME
+
+
+# --- function calling: what the request offers (wrapper.tools.calling) ------------------
+
+WEATHER_FN = {
+    "name": "get_weather",
+    "description": "Weather for a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+}
+TIME_FN = {"name": "get-time"}
+WEATHER_TOOL = {"type": "function", "function": WEATHER_FN}
+TIME_TOOL = {"type": "function", "function": TIME_FN}
+WEATHER = Function("get_weather", "Weather for a city.", WEATHER_FN["parameters"])  # type: ignore[arg-type]
+TIME = Function("get-time", "", {"type": "object", "properties": {}})
+
+
+def calling_of(**fields: Any) -> Calling:
+    return tools.calling(parse_chat_request({"messages": [user("hi")], **fields}))
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        ({}, Calling()),
+        ({"tools": []}, Calling()),
+        ({"tools": [WEATHER_TOOL, TIME_TOOL]}, Calling((WEATHER, TIME))),
+        ({"tools": [WEATHER_TOOL], "tool_choice": "auto"}, Calling((WEATHER,))),
+        ({"tools": [WEATHER_TOOL], "tool_choice": "none"}, Calling()),
+        ({"tool_choice": "none"}, Calling()),
+        ({"tool_choice": "auto"}, Calling()),
+        (
+            {"tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": "required"},
+            Calling(
+                (WEATHER, TIME),
+                instruction="You must call at least one of your functions before answering.",
+            ),
+        ),
+        (
+            {
+                "tools": [WEATHER_TOOL, TIME_TOOL],
+                "tool_choice": {"type": "function", "function": {"name": "get-time"}},
+            },
+            Calling((TIME,), instruction="You must call the function get-time in this reply."),
+        ),
+        (
+            {"tools": [WEATHER_TOOL], "parallel_tool_calls": False},
+            Calling((WEATHER,), single=True, instruction="Call at most one function per reply."),
+        ),
+        ({"tools": [WEATHER_TOOL], "parallel_tool_calls": True}, Calling((WEATHER,))),
+        # Nothing offered, nothing to say about parallel calls.
+        ({"tools": [WEATHER_TOOL], "tool_choice": "none", "parallel_tool_calls": False}, Calling()),
+        (
+            {"functions": [WEATHER_FN]},
+            Calling(
+                (WEATHER,),
+                legacy=True,
+                single=True,
+                instruction="Call at most one function per reply.",
+            ),
+        ),
+        ({"functions": [WEATHER_FN], "function_call": "none"}, Calling(legacy=True)),
+        (
+            {"functions": [WEATHER_FN, TIME_FN], "function_call": {"name": "get_weather"}},
+            Calling(
+                (WEATHER,),
+                legacy=True,
+                single=True,
+                instruction="You must call the function get_weather in this reply."
+                " Call at most one function per reply.",
+            ),
+        ),
+    ],
+)
+def test_calling(fields: dict[str, Any], expected: Calling) -> None:
+    assert calling_of(**fields) == expected
+
+
+@pytest.mark.parametrize(
+    ("parameters", "schema"),
+    [
+        (None, {"type": "object", "properties": {}}),
+        ({}, {"type": "object", "properties": {}}),
+        ({"type": "object"}, {"type": "object", "properties": {}}),
+        (
+            {"properties": {"a": {"type": "integer"}}, "required": ["a"]},
+            {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+        ),
+    ],
+)
+def test_parameters_become_an_object_schema(parameters: Any, schema: dict[str, Any]) -> None:
+    # The SDK reads a dict without "type" and "properties" as {name: python type}.
+    tool = {"type": "function", "function": {"name": "f", "parameters": parameters}}
+    [function] = calling_of(tools=[tool]).functions
+    assert function.parameters == schema
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "a b"}}]}, "tools[0].function.name"),
+        ({"tools": [{"type": "function", "function": {"name": ""}}]}, "tools[0].function.name"),
+        (
+            {"tools": [{"type": "function", "function": {"name": "x" * 65}}]},
+            "tools[0].function.name",
+        ),
+        ({"functions": [{"name": "é"}]}, "functions[0].name"),
+        ({"functions": [WEATHER_FN, WEATHER_FN]}, "functions[1].name"),
+        (
+            {
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": {"type": "array"}}}
+                ]
+            },
+            "tools[0].function.parameters",
+        ),
+        ({"tools": [{"type": "web_search", "function": TIME_FN}]}, "tools[0].type"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        (
+            {
+                "tools": [WEATHER_TOOL],
+                "tool_choice": {"type": "function", "function": {"name": "x"}},
+            },
+            "tool_choice.function.name",
+        ),
+        (
+            {
+                "tools": [WEATHER_TOOL],
+                "tool_choice": {"type": "tool", "function": {"name": "get_weather"}},
+            },
+            "tool_choice.type",
+        ),
+        ({"functions": [WEATHER_FN], "function_call": {"name": "x"}}, "function_call.name"),
+        ({"tools": [WEATHER_TOOL], "functions": [WEATHER_FN]}, "functions"),
+        ({"functions": [WEATHER_FN], "tool_choice": "auto"}, "tool_choice"),
+        ({"tools": [WEATHER_TOOL], "function_call": "auto"}, "function_call"),
+    ],
+)
+def test_calling_refusals(fields: dict[str, Any], param: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        calling_of(**fields)
+    assert caught.value.param == param
+    assert f"'{param}'" in caught.value.message
+
+
+def test_a_64_character_name_is_fine() -> None:
+    [function] = calling_of(tools=[{"type": "function", "function": {"name": "x" * 64}}]).functions
+    assert function.name == "x" * 64
+
+
+# --- function calling: the conversation as Anthropic messages --------------------------
+
+
+def call(
+    id_: str, name: str = "get_weather", arguments: str = '{"city": "Paris"}'
+) -> dict[str, Any]:
+    return {"id": id_, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def calls(*items: dict[str, Any], content: Any = None) -> dict[str, Any]:
+    return {"role": "assistant", "content": content, "tool_calls": list(items)}
+
+
+def result(id_: str, content: Any = "22 C") -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": id_, "content": content}
+
+
+def text_block(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
+
+
+def use(id_: str, city: str = "Paris", name: str = "get_weather") -> dict[str, Any]:
+    return {"type": "tool_use", "id": id_, "name": name, "input": {"city": city}}
+
+
+def answer(id_: str, content: str = "22 C") -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": id_, "content": content}
+
+
+@pytest.mark.parametrize(
+    ("messages", "expected"),
+    [
+        (
+            [user("Weather?"), calls(call("call_1")), result("call_1")],
+            [
+                {"role": "user", "content": [text_block("Weather?")]},
+                {"role": "assistant", "content": [use("call_1")]},
+                {"role": "user", "content": [answer("call_1")]},
+            ],
+        ),
+        # Parallel results merge into one user message, a new question joins them.
+        (
+            [
+                user("Both?"),
+                calls(call("a"), call("b", arguments='{"city": "Rome"}'), content="Looking."),
+                result("b", "25 C"),
+                result("a", [{"type": "text", "text": "22"}, {"type": "text", "text": "C"}]),
+                user("Warmer?"),
+            ],
+            [
+                {"role": "user", "content": [text_block("Both?")]},
+                {
+                    "role": "assistant",
+                    "content": [text_block("Looking."), use("a"), use("b", "Rome")],
+                },
+                {
+                    "role": "user",
+                    "content": [answer("b", "25 C"), answer("a", "22\nC"), text_block("Warmer?")],
+                },
+            ],
+        ),
+        # Plain turns before become real messages too; empty text and system are left out.
+        (
+            [
+                system("Be brief."),
+                user("Hi"),
+                assistant(""),
+                assistant("Hello."),
+                user("Weather?"),
+                calls(call("call_1")),
+                result("call_1"),
+            ],
+            [
+                {"role": "user", "content": [text_block("Hi")]},
+                {"role": "assistant", "content": [text_block("Hello.")]},
+                {"role": "user", "content": [text_block("Weather?")]},
+                {"role": "assistant", "content": [use("call_1")]},
+                {"role": "user", "content": [answer("call_1")]},
+            ],
+        ),
+        # Ids the API would refuse are replaced, the same way for call and result.
+        (
+            [user("?"), calls(call("call.1/x")), result("call.1/x")],
+            [
+                {"role": "user", "content": [text_block("?")]},
+                {"role": "assistant", "content": [use(tools.tool_use_id("call.1/x"))]},
+                {"role": "user", "content": [answer(tools.tool_use_id("call.1/x"))]},
+            ],
+        ),
+        # Legacy: the call is named by its message's place, the result by its name.
+        (
+            [
+                user("?"),
+                {
+                    "role": "assistant",
+                    "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                },
+                {"role": "function", "name": "get_weather", "content": "22 C"},
+            ],
+            [
+                {"role": "user", "content": [text_block("?")]},
+                {"role": "assistant", "content": [use("call_1")]},
+                {"role": "user", "content": [answer("call_1")]},
+            ],
+        ),
+    ],
+)
+def test_conversation(messages: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    result_turn = turn(*messages)
+    assert result_turn.messages == tuple(expected)
+    assert result_turn.prompt == ""
+
+
+def test_a_plain_conversation_stays_a_rendered_prompt() -> None:
+    assert turn(user("a"), assistant("b"), user("c")).messages == ()
+
+
+def test_a_call_conversation_keeps_system_prompt_and_model() -> None:
+    result_turn = turn(system("Be brief."), user("?"), calls(call("c")), result("c"))
+    assert (result_turn.system_prompt, result_turn.model) == ("Be brief.", "claude-opus-4-5")
+
+
+@pytest.mark.parametrize(
+    ("messages", "param"),
+    [
+        ([user("?"), result("c")], "messages[1].role"),
+        ([user("?"), calls(call("c")), result("d")], "messages[2].tool_call_id"),
+        (
+            [user("?"), calls(call("c")), {"role": "tool", "content": "x"}],
+            "messages[2].tool_call_id",
+        ),
+        ([user("?"), calls(call("c")), result("c"), result("c")], "messages[3].tool_call_id"),
+        ([user("?"), calls(call("c"), call("d")), result("c")], "messages[1].tool_calls"),
+        ([user("?"), calls(call("c")), user("!")], "messages[1].tool_calls"),
+        ([user("?"), calls(call("c")), assistant("x"), result("c")], "messages[1].tool_calls"),
+        ([user("?"), calls(call("c")), result("c"), user("!"), result("c")], "messages[4].role"),
+        (
+            [user("?"), calls(call("c", arguments="")), result("c")],
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        (
+            [user("?"), calls(call("c", arguments='"x"')), result("c")],
+            "messages[1].tool_calls[0].function.arguments",
+        ),
+        ([user("?"), calls(call("c"), call("c")), result("c")], "messages[1].tool_calls[1].id"),
+        (
+            [user("?"), calls({**call("c"), "type": "custom"}), result("c")],
+            "messages[1].tool_calls[0].type",
+        ),
+        (
+            [
+                user("?"),
+                {"role": "assistant", "function_call": {"name": "f", "arguments": "{}"}},
+                {"role": "function", "content": "x"},
+            ],
+            "messages[2].name",
+        ),
+        (
+            [
+                user("?"),
+                {"role": "assistant", "function_call": {"name": "f", "arguments": "{}"}},
+                {"role": "function", "name": "g", "content": "x"},
+            ],
+            "messages[2].name",
+        ),
+        # Nothing left for Claude to answer once the empty question is dropped.
+        (
+            [user("?"), calls(call("c")), result("c"), assistant("x"), user("")],
+            "messages[4].content",
+        ),
+    ],
+)
+def test_conversation_refusals(messages: list[dict[str, Any]], param: str) -> None:
+    error = refusal(*messages)
+    assert (error.status, error.param) == (400, param)
+    assert f"'{param}'" in error.message
+
+
+def test_tool_choice_instruction_joins_the_system_prompt() -> None:
+    request = parse_chat_request(
+        {
+            "messages": [system("Be brief."), user("?")],
+            "tools": [WEATHER_TOOL],
+            "tool_choice": "required",
+        }
+    )
+    assert to_turn(request, DEFAULT_MODEL).system_prompt == (
+        "Be brief.\n\nYou must call at least one of your functions before answering."
+    )
+
+
+@pytest.mark.parametrize(
+    ("client_id", "tool_use"),
+    [
+        ("call_abc", "call_abc"),
+        ("toolu_01X", "toolu_01X"),
+        ("a-b_c", "a-b_c"),
+        ("call.1", "toolu_" + hashlib.sha256(b"call.1").hexdigest()[:24]),
+        ("x" * 65, "toolu_" + hashlib.sha256(b"x" * 65).hexdigest()[:24]),
+        ("", "toolu_" + hashlib.sha256(b"").hexdigest()[:24]),
+    ],
+)
+def test_tool_use_id(client_id: str, tool_use: str) -> None:
+    assert tools.tool_use_id(client_id) == tool_use
+
+
+@pytest.mark.parametrize(
+    ("tool_use", "client_id"), [("toolu_01AbC", "call_01AbC"), ("other", "call_other")]
+)
+def test_call_id(tool_use: str, client_id: str) -> None:
+    assert tools.call_id(tool_use) == client_id
+
+
+# --- function calling: Claude's calls picked out of a run (CallTracker) -----------------
+
+
+def block_start(index: int, id_: str, name: str) -> dict[str, Any]:
+    block = {"type": "tool_use", "id": id_, "name": name, "input": {}}
+    return {"type": "content_block_start", "index": index, "content_block": block}
+
+
+def json_delta(index: int, fragment: str) -> dict[str, Any]:
+    delta = {"type": "input_json_delta", "partial_json": fragment}
+    return {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+STREAM = [
+    {"type": "message_start", "message": {}},
+    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hm."}},
+    block_start(1, "toolu_A", "get_weather"),
+    json_delta(1, ""),
+    json_delta(1, '{"city": '),
+    json_delta(1, '"Paris"}'),
+    block_start(2, "toolu_B", "Bash"),
+    json_delta(2, '{"command": "ls"}'),
+    block_start(3, "toolu_C", "get-time"),
+    json_delta(3, "{}"),
+    {"type": "message_delta", "delta": {"stop_reason": "tool_use"}},
+]
+
+
+def tracker(single: bool = False) -> tools.CallTracker:
+    return tools.CallTracker(Calling((WEATHER, TIME), single=single))
+
+
+def test_tracker_streams_only_client_calls_with_openai_indexes() -> None:
+    calls_tracker = tracker()
+    deltas = [d for event in STREAM for d in calls_tracker.feed(event)]
+    assert deltas == [
+        CallDelta(0, "", "call_A", "get_weather"),
+        CallDelta(0, '{"city": '),
+        CallDelta(0, '"Paris"}'),
+        CallDelta(1, "", "call_C", "get-time"),
+        CallDelta(1, "{}"),
+    ]
+    # Confirmed blocks that were streamed send nothing more.
+    assert calls_tracker.confirm("toolu_A", "get_weather", {"city": "Paris"}) == []
+    assert calls_tracker.confirm("toolu_B", "Bash", {"command": "ls"}) == []
+    assert calls_tracker.confirm("toolu_C", "get-time", {}) == []
+    assert calls_tracker.calls == [
+        FunctionCall("call_A", "get_weather", '{"city": "Paris"}'),
+        FunctionCall("call_C", "get-time", "{}"),
+    ]
+    calls_tracker.check()
+
+
+def test_tracker_single_keeps_the_first_call() -> None:
+    calls_tracker = tracker(single=True)
+    deltas = [d for event in STREAM for d in calls_tracker.feed(event)]
+    assert {d.index for d in deltas} == {0}
+    calls_tracker.confirm("toolu_A", "get_weather", {"city": "Paris"})
+    calls_tracker.confirm("toolu_C", "get-time", {})
+    assert [c.id for c in calls_tracker.calls] == ["call_A"]
+
+
+def test_tracker_streams_whole_a_call_no_event_showed() -> None:
+    # The CLI's non-streaming retry: blocks arrive whole, with no stream events.
+    calls_tracker = tracker()
+    assert calls_tracker.confirm("toolu_A", "get_weather", {"city": "Paris"}) == [
+        CallDelta(0, "", "call_A", "get_weather"),
+        CallDelta(0, '{"city": "Paris"}'),
+    ]
+    calls_tracker.check()
+
+
+def test_tracker_new_message_restarts_block_indexes() -> None:
+    calls_tracker = tracker()
+    calls_tracker.feed({"type": "message_start", "message": {}})
+    calls_tracker.feed(block_start(0, "toolu_X", "Bash"))
+    calls_tracker.feed({"type": "message_start", "message": {}})
+    assert calls_tracker.feed(json_delta(0, "{}")) == []
+
+
+@pytest.mark.parametrize("fragments", [[], ['{"city": '], ['{"city": "Rome"}']])
+def test_tracker_refuses_a_confirmed_call_unlike_what_was_streamed(fragments: list[str]) -> None:
+    calls_tracker = tracker()
+    calls_tracker.feed(block_start(0, "toolu_A", "get_weather"))
+    for fragment in fragments:
+        calls_tracker.feed(json_delta(0, fragment))
+    with pytest.raises(UpstreamError) as caught:
+        calls_tracker.confirm("toolu_A", "get_weather", {"city": "Paris"})
+    assert caught.value.instance_code == "stream_restarted"
+
+
+def test_tracker_takes_streamed_arguments_in_any_json_spelling() -> None:
+    calls_tracker = tracker()
+    calls_tracker.feed(block_start(0, "toolu_A", "get_weather"))
+    calls_tracker.feed(json_delta(0, '{ "city" :"Paris" }'))
+    assert calls_tracker.confirm("toolu_A", "get_weather", {"city": "Paris"}) == []
+
+
+def test_tracker_refuses_a_streamed_call_that_was_never_confirmed() -> None:
+    calls_tracker = tracker()
+    calls_tracker.feed(block_start(0, "toolu_A", "get_weather"))
+    calls_tracker.confirm("toolu_Z", "get_weather", {"city": "Rome"})
+    with pytest.raises(UpstreamError) as caught:
+        calls_tracker.check()
+    assert caught.value.instance_code == "stream_restarted"
+
+
+# --- function calling: the answer the client gets -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "called", "legacy", "expected"),
+    [
+        ("tool_use", True, False, "tool_calls"),
+        ("tool_use", True, True, "function_call"),
+        (None, True, False, "tool_calls"),
+        ("end_turn", False, False, "stop"),
+        ("max_tokens", False, True, "length"),
+        # A tool_use stop with no call for the client (Claude Code's own tool) is a stop.
+        ("tool_use", False, False, "stop"),
+    ],
+)
+def test_finish(stop_reason: str | None, called: bool, legacy: bool, expected: str) -> None:
+    assert finish(stop_reason, called, legacy) == expected
+
+
+@pytest.mark.parametrize(
+    ("delta", "legacy", "expected"),
+    [
+        (
+            CallDelta(0, "", "call_A", "get_weather"),
+            False,
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_A",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""},
+                    }
+                ]
+            },
+        ),
+        (
+            CallDelta(1, '{"a"'),
+            False,
+            {"tool_calls": [{"index": 1, "function": {"arguments": '{"a"'}}]},
+        ),
+        (
+            CallDelta(0, "", "call_A", "get_weather"),
+            True,
+            {"function_call": {"name": "get_weather", "arguments": ""}},
+        ),
+        (CallDelta(0, "}"), True, {"function_call": {"arguments": "}"}}),
+    ],
+)
+def test_call_chunk_json(delta: CallDelta, legacy: bool, expected: dict[str, Any]) -> None:
+    assert to_json(HEAD.call_chunk(delta, legacy)) == chunk_json(expected)
+
+
+def test_final_chunk_after_calls() -> None:
+    assert to_json(HEAD.final_chunk("tool_use", None, called=True)) == chunk_json({}, "tool_calls")
+    legacy = HEAD.final_chunk("tool_use", None, called=True, legacy=True)
+    assert to_json(legacy) == chunk_json({}, "function_call")
+
+
+PARIS_CALL = FunctionCall("call_A", "get_weather", '{"city": "Paris"}')
+ROME_CALL = FunctionCall("call_B", "get_weather", '{"city": "Rome"}')
+
+
+@pytest.mark.parametrize(
+    ("text", "legacy", "message", "finish_json"),
+    [
+        (
+            "",
+            False,
+            {
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": [
+                    {
+                        "id": "call_A",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    },
+                    {
+                        "id": "call_B",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+                    },
+                ],
+            },
+            "tool_calls",
+        ),
+        (
+            "Looking.",
+            True,
+            {
+                "role": "assistant",
+                "content": "Looking.",
+                "refusal": None,
+                "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            },
+            "function_call",
+        ),
+    ],
+)
+def test_completion_with_calls_json(
+    text: str, legacy: bool, message: dict[str, Any], finish_json: str
+) -> None:
+    completion = HEAD.completion(
+        text, "tool_use", USAGE, None, calls=(PARIS_CALL, ROME_CALL), legacy=legacy
+    )
+    [choice] = to_json(completion)["choices"]
+    assert choice == {
+        "index": 0,
+        "message": message,
+        "finish_reason": finish_json,
+        "logprobs": None,
+    }
+
+
+# --- the transcript the backend resumes (wrapper.transcript) ---------------------------
+
+SESSION = "6c2de31a-bd70-401a-9836-43e771964570"
+
+
+def test_transcript_lines() -> None:
+    messages = (
+        {"role": "user", "content": [text_block("Weather?")]},
+        {"role": "assistant", "content": [text_block("Hm."), use("call_1")]},
+        {"role": "user", "content": [answer("call_1")]},
+    )
+    text = transcript.lines(
+        messages,
+        session_id=SESSION,
+        cwd="/w/run-1",
+        model="opus",
+        timestamp="2026-01-01T00:00:00.000Z",
+    )
+    assert text.endswith("\n")
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [line["type"] for line in lines] == ["user", "assistant", "user"]
+    assert [line["parentUuid"] for line in lines] == [None, lines[0]["uuid"], lines[1]["uuid"]]
+    assert len({line["uuid"] for line in lines}) == 3
+    for line in lines:
+        assert (line["sessionId"], line["cwd"], line["isSidechain"]) == (SESSION, "/w/run-1", False)
+        assert line["timestamp"] == "2026-01-01T00:00:00.000Z"
+    assert lines[0]["message"] == {"role": "user", "content": [text_block("Weather?")]}
+    assert lines[2]["message"]["content"] == [answer("call_1")]
+    assistant_message = lines[1]["message"]
+    assert (assistant_message["role"], assistant_message["model"]) == ("assistant", "opus")
+    assert assistant_message["stop_reason"] == "tool_use"
+    assert assistant_message["content"] == [text_block("Hm."), use("call_1")]
+    # The same conversation gives the same lines.
+    again = transcript.lines(
+        messages,
+        session_id=SESSION,
+        cwd="/w/run-1",
+        model="opus",
+        timestamp="2026-01-01T00:00:00.000Z",
+    )
+    assert again == text
+
+
+def test_transcript_plain_assistant_message_ended_its_turn() -> None:
+    messages = (
+        {"role": "user", "content": [text_block("Hi")]},
+        {"role": "assistant", "content": [text_block("Hello.")]},
+        {"role": "user", "content": [text_block("Bye")]},
+    )
+    text = transcript.lines(messages, session_id=SESSION, cwd="/", model="m", timestamp="t")
+    assert json.loads(text.splitlines()[1])["message"]["stop_reason"] == "end_turn"
+
+
+def test_transcript_write_then_remove(tmp_path: Path) -> None:
+    projects = tmp_path / "projects"
+    ours = projects / "-run-1" / f"{SESSION}.jsonl"
+    transcript.write(ours, "{}\n")
+    (ours.with_suffix("") / "subagents").mkdir(parents=True)  # the CLI's side directory
+    shared = projects / "-shared" / f"{SESSION}.jsonl"
+    transcript.write(shared, "{}\n")
+    transcript.write(projects / "-shared" / "someone-else.jsonl", "{}\n")
+    transcript.remove(projects, {SESSION, "never-written"})
+    assert sorted(p.relative_to(projects).as_posix() for p in projects.rglob("*")) == [
+        "-shared",
+        "-shared/someone-else.jsonl",
+    ]

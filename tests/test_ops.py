@@ -73,12 +73,11 @@ async def test_metrics(start_server: Any, mock: MockAnthropic) -> None:
     assert sample(text, "wrapper_active_runs") == 0
     assert sample(text, "wrapper_active_streams") == 0
     assert sample(text, "wrapper_active_requests") == 1  # this scrape
-    for name in (
-        "wrapper_tokens_total",
-        "wrapper_cost_usd_total",
-        "wrapper_time_to_first_token_seconds",
-    ):
-        assert f"# TYPE {name} " in text
+    assert sample(text, 'wrapper_tokens_total{direction="prompt"}') == 12
+    assert sample(text, 'wrapper_tokens_total{direction="completion"}') == 4
+    assert sample(text, "wrapper_cost_usd_total") > 0
+    assert sample(text, "wrapper_time_to_first_token_seconds_count") == 1
+    assert 0 < sample(text, "wrapper_time_to_first_token_seconds_sum") < 30
 
 
 async def test_metrics_need_a_key_unless_public(start_server: Any) -> None:

@@ -14,16 +14,22 @@ from wrapper.schema import (
     Choice,
     ChunkChoice,
     Delta,
+    DeltaFunction,
+    DeltaToolCall,
+    FunctionDefinition,
+    FunctionName,
     ImagePart,
     Message,
     Model,
     ModelList,
+    NamedToolChoice,
     PromptTokensDetails,
     ResponseMessage,
     StreamOptions,
     TextPart,
     ToolCall,
     ToolCallFunction,
+    ToolDefinition,
     Usage,
     parse_chat_request,
     to_json,
@@ -108,6 +114,18 @@ def test_minimal_request() -> None:
             Message(role="tool", content="42", tool_call_id="call_1"),
         ),
         (
+            {
+                "role": "assistant",
+                "content": None,
+                "function_call": {"name": "f", "arguments": "{}"},
+            },
+            Message(role="assistant", function_call=ToolCallFunction(name="f", arguments="{}")),
+        ),
+        (
+            {"role": "function", "name": "f", "content": "42"},
+            Message(role="function", name="f", content="42"),
+        ),
+        (
             {"role": "developer", "content": "be brief", "name": "ops"},
             Message(role="developer", content="be brief", name="ops"),
         ),
@@ -156,7 +174,47 @@ def test_message_shapes(message: dict[str, Any], expected: Message) -> None:
             "model",
             "claude-sonnet-4",
         ),
-        ({"presence_penalty": 0.5, "tools": [{"type": "function"}]}, "n", None),
+        ({"presence_penalty": 0.5, "prediction": {"type": "content"}}, "n", None),
+        ({"tools": None}, "tools", None),
+        ({"tools": []}, "tools", []),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "description": "d",
+                            "parameters": {"type": "object", "x-extra": [1]},
+                            "strict": True,
+                        },
+                        "cache_control": {"type": "ephemeral"},
+                    }
+                ]
+            },
+            "tools",
+            [
+                ToolDefinition(
+                    type="function",
+                    function=FunctionDefinition(
+                        name="f",
+                        description="d",
+                        parameters={"type": "object", "x-extra": [1]},
+                        strict=True,
+                    ),
+                )
+            ],
+        ),
+        ({"tool_choice": "required"}, "tool_choice", "required"),
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "f"}}},
+            "tool_choice",
+            NamedToolChoice(type="function", function=FunctionName(name="f")),
+        ),
+        ({"parallel_tool_calls": False}, "parallel_tool_calls", False),
+        ({"functions": [{"name": "f"}]}, "functions", [FunctionDefinition(name="f")]),
+        ({"function_call": "none"}, "function_call", "none"),
+        ({"function_call": {"name": "f"}}, "function_call", FunctionName(name="f")),
     ],
 )
 def test_optional_fields(extra: dict[str, Any], field: str, expected: object) -> None:
@@ -179,7 +237,7 @@ BAD = [
     (
         body(messages=[USER_HI, {"role": "robot", "content": "x"}]),
         "messages[1].role",
-        "'robot' is not one of 'system', 'developer', 'user', 'assistant', 'tool'",
+        "'robot' is not one of 'system', 'developer', 'user', 'assistant', 'tool', 'function'",
     ),
     (
         body(messages=[{"role": 1, "content": "x"}]),
@@ -248,6 +306,47 @@ BAD = [
         "messages[0].tool_calls",
         "expected an array, got an object",
     ),
+    (body(tools={}), "tools", "expected an array, got an object"),
+    (body(tools=[{"function": {"name": "f"}}]), "tools[0].type", "Missing required"),
+    (body(tools=[{"type": "function"}]), "tools[0].function", "Missing required"),
+    (body(tools=[{"type": "function", "function": {}}]), "tools[0].function.name", "Missing"),
+    (
+        body(tools=[{"type": "function", "function": {"name": "f", "parameters": "{}"}}]),
+        "tools[0].function.parameters",
+        "expected an object, got a string",
+    ),
+    (
+        body(tools=[{"type": "function", "function": {"name": "f", "strict": "yes"}}]),
+        "tools[0].function.strict",
+        "expected a boolean, got a string",
+    ),
+    (
+        body(tool_choice="any"),
+        "tool_choice",
+        "'any' is not one of 'none', 'auto', 'required' or an object naming a function",
+    ),
+    (body(tool_choice=True), "tool_choice", "got a boolean"),
+    (body(tool_choice={"type": "function"}), "tool_choice.function", "Missing required"),
+    (body(tool_choice={"function": {"name": "f"}}), "tool_choice.type", "Missing required"),
+    (body(parallel_tool_calls=1), "parallel_tool_calls", "expected a boolean, got an integer"),
+    (body(functions=[{"description": "d"}]), "functions[0].name", "Missing required"),
+    (body(function_call="required"), "function_call", "'required' is not one of 'none', 'auto'"),
+    (body(function_call={}), "function_call.name", "Missing required"),
+    (
+        body(messages=[{"role": "assistant", "function_call": {"name": "f"}}]),
+        "messages[0].function_call.arguments",
+        "Missing required",
+    ),
+    (
+        body(messages=[{"role": "function", "name": "f"}]),
+        "messages[0].content",
+        "Missing required",
+    ),
+    (
+        body(messages=[{"role": "tool", "content": "x", "tool_call_id": 1}]),
+        "messages[0].tool_call_id",
+        "expected a string, got an integer",
+    ),
     (body(stream="true"), "stream", "expected a boolean, got a string"),
     (body(stream=1), "stream", "expected a boolean, got an integer"),
     (body(temperature=True), "temperature", "expected a number, got a boolean"),
@@ -299,7 +398,7 @@ def test_bad_request(request_body: dict[str, Any], param: str, words: str) -> No
             body(messages=[USER_HI, {"role": "robot", "content": "x"}]),
             (
                 "Invalid value for 'messages[1].role': 'robot' is not one of "
-                "'system', 'developer', 'user', 'assistant', 'tool'."
+                "'system', 'developer', 'user', 'assistant', 'tool', 'function'."
             ),
         ),
         (body(n=2), "Invalid value for 'n': only n=1 is supported, got 2."),
@@ -388,6 +487,84 @@ def test_chunk_deltas(delta: Delta, finish_reason: str | None, delta_json: dict[
             }
         ]
     )
+
+
+@pytest.mark.parametrize(
+    ("delta", "delta_json"),
+    [
+        (
+            Delta(
+                tool_calls=[
+                    DeltaToolCall(
+                        index=0,
+                        id="call_1",
+                        type="function",
+                        function=DeltaFunction(name="f", arguments=""),
+                    )
+                ]
+            ),
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "f", "arguments": ""},
+                    }
+                ]
+            },
+        ),
+        (
+            Delta(tool_calls=[DeltaToolCall(index=1, function=DeltaFunction(arguments='{"a'))]),
+            {"tool_calls": [{"index": 1, "function": {"arguments": '{"a'}}]},
+        ),
+        (
+            Delta(function_call=DeltaFunction(name="f", arguments="")),
+            {"function_call": {"name": "f", "arguments": ""}},
+        ),
+    ],
+)
+def test_call_deltas_leave_out_what_they_do_not_carry(
+    delta: Delta, delta_json: dict[str, Any]
+) -> None:
+    choice = ChunkChoice(index=0, delta=delta, finish_reason=None)
+    assert chunk([choice])["choices"][0]["delta"] == delta_json
+
+
+@pytest.mark.parametrize(
+    ("message", "message_json"),
+    [
+        (
+            ResponseMessage(
+                content=None,
+                tool_calls=[ToolCall(id="c", function=ToolCallFunction(name="f", arguments="{}"))],
+            ),
+            {
+                "role": "assistant",
+                "content": None,
+                "refusal": None,
+                "tool_calls": [
+                    {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
+        ),
+        (
+            ResponseMessage(content="x", function_call=ToolCallFunction(name="f", arguments="{}")),
+            {
+                "role": "assistant",
+                "content": "x",
+                "refusal": None,
+                "function_call": {"name": "f", "arguments": "{}"},
+            },
+        ),
+    ],
+)
+def test_response_message_with_calls(
+    message: ResponseMessage, message_json: dict[str, Any]
+) -> None:
+    choice = Choice(index=0, message=message, finish_reason="tool_calls")
+    completion = ChatCompletion(id="c", created=0, model="m", choices=[choice], usage=None)
+    assert to_json(completion)["choices"][0]["message"] == message_json
 
 
 def test_usage_chunk() -> None:

@@ -4,6 +4,15 @@ One run = one ``ClaudeSDKClient`` (one CLI process) in a fresh scratch directory
 Claude Code's tools off, answering one turn. Text deltas are handed to ``on_text`` as they
 arrive; the run returns an ``Outcome`` built from the final ``result`` message.
 
+Client functions (OpenAI function calling; the conversion is in wrapper.tools):
+- They are the tools of an in-process SDK MCP server, under their own names
+  (``FUNCTION_ENV``), so Claude calls them as real tools. Nothing runs them here: Claude
+  Code asks permission for each call, and ``_Gate`` refuses it with ``interrupt``, which
+  ends the run with the calls in hand; their deltas go to ``on_call`` as they stream.
+- A conversation that holds calls and results is written as a transcript in the CLI's
+  projects directory and resumed (``RESUME_ENV``): the CLI answers its last user message
+  with no new prompt, so every result reaches Claude as a ``tool_result`` block.
+
 Rules kept here:
 - SDK and OS exceptions are translated into ``wrapper.errors`` at this boundary
   (``_map_errors``); API failures, which the CLI reports as an error result rather than
@@ -13,17 +22,19 @@ Rules kept here:
   this aborts the upstream stream and frees the CLI in about 0.1 s, where plain
   cancellation lets the CLI finish its answer and takes about 4.5 s to close.
 - The process, the scratch directory and the CLI's transcript of the run (which holds
-  the whole conversation) never outlive the run.
+  the whole conversation), whether the CLI or this module wrote it, never outlive the run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import tempfile
+import uuid
+from collections import defaultdict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import aclosing, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,16 +47,25 @@ from claude_agent_sdk import (
     ClaudeSDKError,
     CLIConnectionError,
     CLINotFoundError,
+    McpSdkServerConfig,
     Message,
+    PermissionResult,
+    PermissionResultDeny,
     ResultMessage,
+    SdkMcpTool,
     StreamEvent,
     SystemMessage,
     TextBlock,
+    ToolPermissionContext,
+    ToolUseBlock,
+    create_sdk_mcp_server,
+    project_key_for_directory,
 )
 
-from wrapper import errors
+from wrapper import errors, transcript
 from wrapper.config import Config
 from wrapper.convert import Turn
+from wrapper.tools import CallDelta, Calling, CallTracker, FunctionCall
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +83,22 @@ ERROR_KIND_STATUS = {
     "invalid_request": 400,
 }
 
+# The in-process MCP server that carries the client's functions.
+CLIENT_SERVER = "client"
+# For runs that offer client functions (CLI 2.1.332 settings, checked by tests/test_tools.py):
+FUNCTION_ENV = {
+    # SDK MCP tools keep the client's names, not mcp__client__<name>.
+    "CLAUDE_AGENT_SDK_MCP_NO_PREFIX": "1",
+    # No tool search: every function is offered whole, with no placeholder tool beside it.
+    "ENABLE_TOOL_SEARCH": "false",
+}
+# A resumed transcript that ends with a user message is answered as it stands.
+RESUME_ENV = {"CLAUDE_CODE_RESUME_INTERRUPTED_TURN": "1"}
+# What Claude Code records as the refusal; the run ends right after it.
+CALL_REFUSAL = "This function is run by the API client; the run stops here for its result."
+
 TextSink = Callable[[str], Awaitable[None]]
+CallSink = Callable[[CallDelta], Awaitable[None]]
 
 
 @attrs.frozen
@@ -75,6 +110,7 @@ class Outcome:
     usage: dict[str, Any] | None
     cost_usd: float | None
     session_id: str
+    calls: tuple[FunctionCall, ...] = ()
 
 
 class Backend:
@@ -84,23 +120,34 @@ class Backend:
         self.config = config
         self.live_processes = 0
 
-    def options(self, turn: Turn, cwd: Path) -> ClaudeAgentOptions:
+    def options(self, turn: Turn, cwd: Path, resume: str | None, gate: _Gate) -> ClaudeAgentOptions:
+        env = dict(self.config.claude_env)
+        functions = bool(turn.calling.functions)
+        if functions:
+            env.update(FUNCTION_ENV)
+        if resume is not None:
+            env.update(RESUME_ENV)
         return ClaudeAgentOptions(
             tools=[],
+            mcp_servers={CLIENT_SERVER: _client_server(turn.calling)} if functions else {},
+            can_use_tool=gate if functions else None,
+            resume=resume,
             max_turns=self.config.max_turns,
             include_partial_messages=True,
             system_prompt=turn.system_prompt,
             model=turn.model,
             cwd=cwd,
             cli_path=self.config.cli_path,
-            env=dict(self.config.claude_env),
+            env=env,
             # No user/project settings: the server's behaviour must not depend on them.
             setting_sources=[],
             stderr=_log_stderr,
         )
 
-    async def run(self, turn: Turn, on_text: TextSink | None = None) -> Outcome:
-        """Answer one turn; ``on_text``, if given, gets each text delta as it arrives."""
+    async def run(
+        self, turn: Turn, on_text: TextSink | None = None, on_call: CallSink | None = None
+    ) -> Outcome:
+        """Answer one turn; ``on_text`` and ``on_call``, if given, get deltas as they arrive."""
         try:
             self.config.workdir.mkdir(parents=True, exist_ok=True)
             cwd = Path(tempfile.mkdtemp(prefix="run-", dir=self.config.workdir))
@@ -109,15 +156,39 @@ class Backend:
                 f"Cannot create a working directory for Claude Code: {exc.strerror}.",
                 code="workdir_unavailable",
             ) from exc
-        client = ClaudeSDKClient(self.options(turn, cwd))
+        projects = self.config.claude_config_dir() / "projects"
         session_ids: set[str] = set()
+        try:
+            resume = None
+            if turn.messages:
+                resume = str(uuid.uuid4())
+                session_ids.add(resume)
+                await _write_transcript(turn, cwd, projects, resume)
+            return await self._run(turn, cwd, resume, session_ids, on_text, on_call)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_remove_run_files, cwd, projects, session_ids)
+
+    async def _run(
+        self,
+        turn: Turn,
+        cwd: Path,
+        resume: str | None,
+        session_ids: set[str],
+        on_text: TextSink | None,
+        on_call: CallSink | None,
+    ) -> Outcome:
+        gate = _Gate()
+        client = ClaudeSDKClient(self.options(turn, cwd, resume, gate))
         finished = False
         self.live_processes += 1
         try:
             with _map_errors(self.config.cli_path):
                 await client.connect()
-                await client.query(turn.prompt)
-                outcome = await _collect(client, on_text, session_ids)
+                if resume is None:  # a resumed transcript already ends with the question
+                    await client.query(turn.prompt)
+                run = _Run(turn.calling, gate, session_ids, on_text, on_call)
+                outcome = await _collect(client, run)
                 finished = True
                 return outcome
         finally:
@@ -127,8 +198,56 @@ class Backend:
                         await _interrupt(client)
                 await client.disconnect()
                 self.live_processes -= 1
-                projects = self.config.claude_config_dir() / "projects"
-                await trio.to_thread.run_sync(_remove_run_files, cwd, projects, session_ids)
+
+
+class _Gate:
+    """Stops the run at the client's calls, once the message that makes them is whole.
+
+    Claude Code asks permission for a call as soon as its block is complete, while later
+    blocks may still be streaming: refusing (with interrupt) at once aborted the stream and
+    lost the parallel calls after it. So each answer waits until its message has ended.
+    """
+
+    def __init__(self) -> None:
+        self._whole: defaultdict[str, trio.Event] = defaultdict(trio.Event)
+
+    def release(self, tool_use_ids: list[str]) -> None:
+        for tool_use_id in tool_use_ids:
+            self._whole[tool_use_id].set()
+
+    async def __call__(
+        self, name: str, arguments: dict[str, Any], context: ToolPermissionContext
+    ) -> PermissionResult:
+        if context.tool_use_id is not None:
+            await self._whole[context.tool_use_id].wait()
+        return PermissionResultDeny(message=CALL_REFUSAL, interrupt=True)
+
+
+def _client_server(calling: Calling) -> McpSdkServerConfig:
+    functions = [
+        SdkMcpTool(f.name, f.description, f.parameters, _not_run_here) for f in calling.functions
+    ]
+    return create_sdk_mcp_server(CLIENT_SERVER, tools=functions)
+
+
+async def _not_run_here(arguments: dict[str, Any]) -> dict[str, Any]:
+    # The gate refuses every call first; were one ever to get here, it still runs nothing.
+    return {"content": [{"type": "text", "text": CALL_REFUSAL}], "is_error": True}
+
+
+async def _write_transcript(turn: Turn, cwd: Path, projects: Path, session_id: str) -> None:
+    now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    text = transcript.lines(
+        turn.messages, session_id=session_id, cwd=str(cwd), model=turn.model, timestamp=now
+    )
+    path = projects / project_key_for_directory(cwd) / f"{session_id}.jsonl"
+    try:
+        await trio.to_thread.run_sync(transcript.write, path, text)
+    except OSError as exc:
+        raise errors.WrapperError(
+            f"Cannot write the conversation for Claude Code: {exc.strerror}.",
+            code="transcript_unavailable",
+        ) from exc
 
 
 async def _interrupt(client: ClaudeSDKClient) -> None:
@@ -140,60 +259,94 @@ async def _interrupt(client: ClaudeSDKClient) -> None:
 
 def _remove_run_files(cwd: Path, projects: Path, session_ids: set[str]) -> None:
     shutil.rmtree(cwd, ignore_errors=True)
-    for session_id in session_ids:
-        for transcript in projects.glob(f"*/{session_id}.jsonl"):
-            transcript.unlink(missing_ok=True)
-            shutil.rmtree(transcript.with_suffix(""), ignore_errors=True)
-            with contextlib.suppress(OSError):  # not empty: someone else's project
-                transcript.parent.rmdir()
+    transcript.remove(projects, session_ids)
 
 
-async def _collect(
-    client: ClaudeSDKClient, on_text: TextSink | None, session_ids: set[str]
-) -> Outcome:
-    streamed = ""  # what on_text has been given
-    confirmed = ""  # the text of the assistant messages Claude Code has confirmed
+@attrs.define
+class _Run:
+    """What the collector of one run works with, and the state it keeps."""
+
+    calling: Calling
+    gate: _Gate
+    session_ids: set[str]
+    on_text: TextSink | None
+    on_call: CallSink | None
+    streamed: str = ""  # what on_text has been given
+    confirmed: str = ""  # the text of the assistant messages Claude Code has confirmed
     error_kind: str | None = None
+    # tool_use ids of the message being streamed: the gate holds them until it ends.
+    open_calls: list[str] = attrs.Factory(list)
+    tracker: CallTracker = attrs.Factory(lambda self: CallTracker(self.calling), takes_self=True)
+
+    async def send_calls(self, deltas: list[CallDelta]) -> None:
+        if self.on_call is not None:
+            for delta in deltas:
+                await self.on_call(delta)
+
+
+async def _collect(client: ClaudeSDKClient, run: _Run) -> Outcome:
     # Typed as AsyncIterator, but an async generator: close it when we stop early.
     receive = cast("AsyncGenerator[Message, None]", client.receive_messages())
     async with aclosing(receive) as messages:
         async for message in messages:
             if isinstance(message, SystemMessage) and message.subtype == "init":
-                session_ids.add(str(message.data.get("session_id")))
-            elif isinstance(message, StreamEvent):
-                text = _text_delta(message.event)
-                if on_text is not None and text is not None and message.parent_tool_use_id is None:
-                    streamed += text
-                    await on_text(text)
+                run.session_ids.add(str(message.data.get("session_id")))
+            elif isinstance(message, StreamEvent) and message.parent_tool_use_id is None:
+                await _on_event(run, message.event)
             elif isinstance(message, AssistantMessage) and message.parent_tool_use_id is None:
-                if message.error is not None:  # a synthetic "API Error: ..." message
-                    error_kind = message.error
-                    continue
-                confirmed += "".join(b.text for b in message.content if isinstance(b, TextBlock))
-                if on_text is None:  # not streaming: nothing to reconcile
-                    continue
-                # After a broken stream the CLI retries without streaming: its answer
-                # arrives whole. Send what was not streamed; refuse to contradict what was.
-                if not confirmed.startswith(streamed):
-                    raise errors.UpstreamError(
-                        "The upstream stream broke after partial output and Claude Code"
-                        " answered again; the partial answer already sent is invalid.",
-                        code="stream_restarted",
-                    )
-                if rest := confirmed[len(streamed) :]:
-                    streamed = confirmed
-                    await on_text(rest)
+                await _on_assistant(run, message)
             elif isinstance(message, ResultMessage):
-                if message.is_error:
-                    raise _api_error(message, error_kind)
+                calls = tuple(run.tracker.calls)
+                if message.is_error and not calls:  # with calls, the error is our interrupt
+                    raise _api_error(message, run.error_kind)
+                run.tracker.check()
                 return Outcome(
-                    text=confirmed,
-                    stop_reason=message.stop_reason,
+                    text=run.confirmed,
+                    stop_reason="tool_use" if calls else message.stop_reason,
                     usage=message.usage,
                     cost_usd=message.total_cost_usd,
                     session_id=message.session_id,
+                    calls=calls,
                 )
     raise errors.UpstreamError("Claude Code ended the run without a result.")
+
+
+async def _on_event(run: _Run, event: dict[str, Any]) -> None:
+    kind = event.get("type")
+    if kind == "content_block_start" and event["content_block"].get("type") == "tool_use":
+        run.open_calls.append(event["content_block"]["id"])
+    elif kind == "message_delta":
+        run.gate.release(run.open_calls)
+        run.open_calls = []
+    text = _text_delta(event)
+    if run.on_text is not None and text is not None:
+        run.streamed += text
+        await run.on_text(text)
+    await run.send_calls(run.tracker.feed(event))
+
+
+async def _on_assistant(run: _Run, message: AssistantMessage) -> None:
+    if message.error is not None:  # a synthetic "API Error: ..." message
+        run.error_kind = message.error
+        return
+    run.confirmed += "".join(b.text for b in message.content if isinstance(b, TextBlock))
+    if run.on_text is not None:
+        # After a broken stream the CLI retries without streaming: its answer arrives
+        # whole. Send what was not streamed; refuse to contradict what was.
+        if not run.confirmed.startswith(run.streamed):
+            raise errors.UpstreamError(
+                "The upstream stream broke after partial output and Claude Code"
+                " answered again; the partial answer already sent is invalid.",
+                code="stream_restarted",
+            )
+        if rest := run.confirmed[len(run.streamed) :]:
+            run.streamed = run.confirmed
+            await run.on_text(rest)
+    for block in message.content:
+        if isinstance(block, ToolUseBlock):
+            if block.id not in run.open_calls:  # not streamed: the block came whole
+                run.gate.release([block.id])
+            await run.send_calls(run.tracker.confirm(block.id, block.name, block.input))
 
 
 def _text_delta(event: dict[str, Any]) -> str | None:

@@ -1,12 +1,17 @@
 """Pure conversion between OpenAI chat requests/responses and Claude Code runs. No I/O.
 
 OpenAI -> Claude:
-- ``system`` and ``developer`` messages, in order, become the run's system prompt.
-- The last message must come from the user: it is the turn Claude answers. Every message
-  before it (except system/developer) is rendered into the prompt as a tagged transcript,
-  so Claude sees the whole conversation even though each run starts a fresh CLI session.
-- Content the backend cannot take yet (images, tool messages, assistant tool calls) is
-  refused with a 400 naming the field, never silently dropped.
+- ``system`` and ``developer`` messages, in order, become the run's system prompt, followed
+  by what ``tool_choice`` asks of Claude (wrapper.tools).
+- The last message must come from the user, or be a function's result: it is the turn
+  Claude answers. In a plain conversation every message before it (except
+  system/developer) is rendered into the prompt as a tagged transcript, so Claude sees the
+  whole conversation even though each run starts a fresh CLI session.
+- A conversation that holds function calls and results is given to Claude as real
+  messages instead (``Turn.messages``, resumed as a Claude Code transcript), so each
+  result reaches Claude as the ``tool_result`` of its ``tool_use``.
+- Content the backend cannot take yet (images) is refused with a 400 naming the field,
+  never silently dropped.
 
 Claude -> OpenAI: the builders below produce completions and chunks; stop reasons and usage
 are mapped here and nowhere else.
@@ -14,8 +19,11 @@ are mapped here and nowhere else.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
+from wrapper import tools
 from wrapper.errors import InvalidRequest
 from wrapper.schema import (
     ChatCompletion,
@@ -24,14 +32,21 @@ from wrapper.schema import (
     Choice,
     ChunkChoice,
     Delta,
+    DeltaFunction,
+    DeltaToolCall,
     ImagePart,
     Message,
     PromptTokensDetails,
     ResponseMessage,
+    ToolCall,
+    ToolCallFunction,
     Usage,
 )
+from wrapper.tools import CallDelta, Calling, FunctionCall
 
 SYSTEM_ROLES = frozenset({"system", "developer"})
+# Roles that may end a conversation: a question, or a function's result.
+LAST_ROLES = frozenset({"user", "tool", "function"})
 
 # Claude stop_reason -> OpenAI finish_reason. Unknown reasons map to "stop".
 FINISH_REASONS = {
@@ -52,6 +67,10 @@ class Turn:
     prompt: str
     system_prompt: str | None
     model: str
+    calling: Calling = attrs.field(factory=Calling)
+    # The conversation as Anthropic messages when it holds function calls: the run
+    # resumes it as a transcript and does not send ``prompt``.
+    messages: tuple[dict[str, Any], ...] = ()
 
 
 def _text(message: Message, index: int) -> str:
@@ -72,46 +91,41 @@ def _text(message: Message, index: int) -> str:
     return "\n".join(texts)
 
 
-def _check_supported(message: Message, index: int) -> None:
-    if message.role == "tool":
-        raise InvalidRequest(
-            f"Tool messages are not supported yet: 'messages[{index}].role'.",
-            param=f"messages[{index}].role",
-            code="unsupported_role",
-        )
-    if message.tool_calls:
-        raise InvalidRequest(
-            f"Assistant tool calls are not supported yet: 'messages[{index}].tool_calls'.",
-            param=f"messages[{index}].tool_calls",
-            code="unsupported_content",
-        )
-
-
 def to_turn(request: ChatRequest, default_model: str) -> Turn:
-    """Split a chat request into system prompt, rendered history and the turn to answer."""
+    """Split a chat request into system prompt, conversation and the turn to answer."""
+    calling = tools.calling(request)
     system: list[str] = []
-    history: list[tuple[str, str]] = []
+    entries: list[tuple[int, Message, str]] = []
     for index, message in enumerate(request.messages):
-        _check_supported(message, index)
         text = _text(message, index)
         if message.role in SYSTEM_ROLES:
             if text:
                 system.append(text)
         else:
-            history.append((message.role, text))
+            entries.append((index, message, text))
     last = len(request.messages) - 1
-    if request.messages[last].role != "user":
+    if request.messages[last].role not in LAST_ROLES:
         raise InvalidRequest(
             f"The last message must have role 'user', got '{request.messages[last].role}':"
-            f" 'messages[{last}].role'.",
+            f" 'messages[{last}].role'. (A 'tool' message with a function's result may"
+            " end the conversation too.)",
             param=f"messages[{last}].role",
         )
-    *earlier, (_, current) = history
-    return Turn(
-        prompt=render_prompt(earlier, current),
-        system_prompt="\n\n".join(system) if system else None,
-        model=request.model or default_model,
-    )
+    if calling.instruction:
+        system.append(calling.instruction)
+    system_prompt = "\n\n".join(system) if system else None
+    model = request.model or default_model
+    if tools.holds_calls(request.messages):
+        messages = tools.conversation(entries)
+        if messages[-1]["role"] != "user":
+            raise InvalidRequest(
+                f"The last message is empty: 'messages[{last}].content'.",
+                param=f"messages[{last}].content",
+            )
+        return Turn("", system_prompt, model, calling, messages)
+    *earlier, (_, _, current) = entries
+    history = [(m.role, text) for _, m, text in earlier]
+    return Turn(render_prompt(history, current), system_prompt, model, calling)
 
 
 def render_prompt(earlier: list[tuple[str, str]], current: str) -> str:
@@ -127,6 +141,15 @@ def render_prompt(earlier: list[tuple[str, str]], current: str) -> str:
 
 def finish_reason(stop_reason: str | None) -> str:
     return FINISH_REASONS.get(stop_reason or "end_turn", "stop")
+
+
+def finish(stop_reason: str | None, called: bool, legacy: bool) -> str:
+    """The finish_reason of an answer, given whether it carries calls for the client."""
+    if called:
+        return "function_call" if legacy else "tool_calls"
+    reason = finish_reason(stop_reason)
+    # "tool_calls" with no call in the answer would send a client looking for one.
+    return "stop" if reason == "tool_calls" else reason
 
 
 def usage_from(raw: dict[str, object] | None) -> Usage:
@@ -177,8 +200,24 @@ class ChunkHead:
     def text_chunk(self, text: str) -> ChatCompletionChunk:
         return self.chunk(Delta(content=text))
 
-    def final_chunk(self, stop_reason: str | None, cost_usd: float | None) -> ChatCompletionChunk:
-        return self.chunk(Delta(), finish_reason(stop_reason), cost_usd)
+    def call_chunk(self, delta: CallDelta, legacy: bool) -> ChatCompletionChunk:
+        """One piece of a call, as OpenAI streams it (``function_call`` when legacy)."""
+        function = DeltaFunction(name=delta.name, arguments=delta.arguments)
+        if legacy:
+            return self.chunk(Delta(function_call=function))
+        kind = "function" if delta.id is not None else None
+        call = DeltaToolCall(index=delta.index, id=delta.id, type=kind, function=function)
+        return self.chunk(Delta(tool_calls=[call]))
+
+    def final_chunk(
+        self,
+        stop_reason: str | None,
+        cost_usd: float | None,
+        *,
+        called: bool = False,
+        legacy: bool = False,
+    ) -> ChatCompletionChunk:
+        return self.chunk(Delta(), finish(stop_reason, called, legacy), cost_usd)
 
     def usage_chunk(self, usage: Usage, cost_usd: float | None) -> ChatCompletionChunk:
         return ChatCompletionChunk(
@@ -191,7 +230,14 @@ class ChunkHead:
         )
 
     def completion(
-        self, text: str, stop_reason: str | None, usage: Usage, cost_usd: float | None
+        self,
+        text: str,
+        stop_reason: str | None,
+        usage: Usage,
+        cost_usd: float | None,
+        *,
+        calls: tuple[FunctionCall, ...] = (),
+        legacy: bool = False,
     ) -> ChatCompletion:
         return ChatCompletion(
             id=self.id,
@@ -200,10 +246,25 @@ class ChunkHead:
             choices=[
                 Choice(
                     index=0,
-                    message=ResponseMessage(content=text),
-                    finish_reason=finish_reason(stop_reason),
+                    message=_message(text, calls, legacy),
+                    finish_reason=finish(stop_reason, bool(calls), legacy),
                 )
             ],
             usage=usage,
             cost_usd=cost_usd,
         )
+
+
+def _message(text: str, calls: tuple[FunctionCall, ...], legacy: bool) -> ResponseMessage:
+    if not calls:
+        return ResponseMessage(content=text)
+    content = text or None  # OpenAI sends null content beside calls when there is no text
+    if legacy:
+        first = calls[0]
+        function = ToolCallFunction(name=first.name, arguments=first.arguments)
+        return ResponseMessage(content=content, function_call=function)
+    tool_calls = [
+        ToolCall(id=c.id, function=ToolCallFunction(name=c.name, arguments=c.arguments))
+        for c in calls
+    ]
+    return ResponseMessage(content=content, tool_calls=tool_calls)

@@ -1,8 +1,10 @@
 """``POST /v1/chat/completions``: one Claude Code run per request, streamed or not.
 
 Streaming follows OpenAI's wire format: a first chunk with the role, one chunk per text
-delta as it arrives, a final chunk with ``finish_reason``, a usage chunk with
-``choices: []`` only when ``stream_options.include_usage`` is true, then ``[DONE]``. The
+delta as it arrives, one per piece of a function call (the first piece of each call
+carries its index, id, type and name; the rest, argument fragments), a final chunk with
+``finish_reason``, a usage chunk with ``choices: []`` only when
+``stream_options.include_usage`` is true, then ``[DONE]``. The
 response starts with the first chunk, so an error before any output keeps its HTTP status;
 an error after it is sent as a ``data: {"error": ...}`` frame and ends the stream.
 
@@ -21,10 +23,11 @@ import trio
 
 from wrapper import errors
 from wrapper.app import Request
-from wrapper.claude import Outcome, TextSink
+from wrapper.claude import CallSink, Outcome, TextSink
 from wrapper.convert import ChunkHead, Turn, to_turn, usage_from
 from wrapper.http import SSEWriter, send_json
-from wrapper.schema import ChatRequest, parse_chat_request, to_json
+from wrapper.schema import ChatCompletionChunk, ChatRequest, parse_chat_request, to_json
+from wrapper.tools import CallDelta
 
 
 async def create(request: Request) -> None:
@@ -50,12 +53,22 @@ def _refuse_constant(name: str) -> object:
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
-async def _run(request: Request, turn: Turn, on_text: TextSink | None) -> Outcome:
-    """The backend run under the request timeout and the shutdown scope."""
+async def _run(
+    request: Request, turn: Turn, on_text: TextSink | None, on_call: CallSink | None
+) -> Outcome:
+    """The backend run under the request timeout and the shutdown scope; what it reports
+    goes to the access log and the metrics (never content)."""
     app = request.app
+    request.log["model"] = turn.model
     with trio.move_on_after(app.config.timeout) as timeout:
         with app.run_scope() as stop:
-            return await app.backend.run(turn, on_text)
+            outcome = await app.backend.run(turn, on_text, on_call)
+            usage = usage_from(outcome.usage)
+            request.log["prompt_tokens"] = usage.prompt_tokens
+            request.log["completion_tokens"] = usage.completion_tokens
+            if outcome.cost_usd is not None:
+                request.log["cost_usd"] = outcome.cost_usd
+            return outcome
     if stop.cancelled_caught and not timeout.cancelled_caught:
         raise errors.ShuttingDown(
             "The server is shutting down; the run was stopped.", retry_after=5
@@ -64,9 +77,14 @@ async def _run(request: Request, turn: Turn, on_text: TextSink | None) -> Outcom
 
 
 async def _complete(request: Request, turn: Turn, head: ChunkHead) -> None:
-    outcome = await _run(request, turn, None)
+    outcome = await _run(request, turn, None, None)
     completion = head.completion(
-        outcome.text, outcome.stop_reason, usage_from(outcome.usage), outcome.cost_usd
+        outcome.text,
+        outcome.stop_reason,
+        usage_from(outcome.usage),
+        outcome.cost_usd,
+        calls=outcome.calls,
+        legacy=turn.calling.legacy,
     )
     headers = dict(request.headers)
     if outcome.cost_usd is not None:
@@ -78,18 +96,27 @@ async def _stream(request: Request, chat: ChatRequest, turn: Turn, head: ChunkHe
     sse = SSEWriter(request.send, request.headers)
     role_sent = False
 
-    async def on_text(text: str) -> None:
+    started = trio.current_time()
+
+    async def send(chunk: ChatCompletionChunk) -> None:
         nonlocal role_sent
         if not role_sent:
             role_sent = True
+            request.log["ttft"] = round(trio.current_time() - started, 6)
             await sse.event(to_json(head.role_chunk()))
-        await sse.event(to_json(head.text_chunk(text)))
+        await sse.event(to_json(chunk))
+
+    async def on_text(text: str) -> None:
+        await send(head.text_chunk(text))
+
+    async def on_call(delta: CallDelta) -> None:
+        await send(head.call_chunk(delta, turn.calling.legacy))
 
     failure: errors.WrapperError | None = None
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sse.keepalive, request.app.config.keepalive_interval)
         try:
-            outcome = await _run(request, turn, on_text)
+            outcome = await _run(request, turn, on_text, on_call)
         except errors.WrapperError as exc:
             failure = exc
         nursery.cancel_scope.cancel()
@@ -101,7 +128,13 @@ async def _stream(request: Request, chat: ChatRequest, turn: Turn, head: ChunkHe
         return
     if not role_sent:
         await sse.event(to_json(head.role_chunk()))
-    await sse.event(to_json(head.final_chunk(outcome.stop_reason, outcome.cost_usd)))
+    final = head.final_chunk(
+        outcome.stop_reason,
+        outcome.cost_usd,
+        called=bool(outcome.calls),
+        legacy=turn.calling.legacy,
+    )
+    await sse.event(to_json(final))
     if chat.stream_options is not None and chat.stream_options.include_usage:
         await sse.event(to_json(head.usage_chunk(usage_from(outcome.usage), outcome.cost_usd)))
     await sse.done()

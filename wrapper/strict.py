@@ -1,0 +1,152 @@
+"""A strict cattrs converter: exact JSON types, and errors that name the bad field's path.
+
+``converter`` knows the JSON scalars, arrays and free-form objects; wrapper.schema adds
+the hooks of the OpenAI shapes. ``to_invalid_request`` turns whatever structuring raised
+into one ``InvalidRequest`` whose ``param`` is the OpenAI-style path of the first bad
+field (``messages[0].content``).
+
+Rules kept here:
+- No value is coerced. A string is never a number, a number is never a string, a bool is
+  never a number (and vice versa). The one widening OpenAI itself allows is an integer
+  where a float is expected (``"temperature": 1``).
+- Every hook checks the JSON type before anything else, so an error blames the field that
+  is wrong, not the first field of the class it sits in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+import attrs
+from cattrs import BaseValidationError, Converter
+from cattrs.cols import list_structure_factory
+from cattrs.errors import AttributeValidationNote, IterableValidationNote
+from cattrs.gen import make_dict_structure_fn
+
+from wrapper.errors import InvalidRequest
+
+T = TypeVar("T")
+
+
+@attrs.define(auto_exc=True)
+class Refused(Exception):
+    """Raised by our hooks; ``field`` extends the path when the hook sits one level up."""
+
+    kind: Literal["type", "value", "missing"]
+    detail: str = ""
+    field: str = ""
+
+
+_JSON_NAMES: dict[type, str] = {
+    type(None): "null",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a decimal number",
+    str: "a string",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def json_name(value: object) -> str:
+    return _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+def wrong_type(expected: str, value: object) -> Refused:
+    return Refused("type", f"expected {expected}, got {json_name(value)}")
+
+
+def to_invalid_request(exc: BaseException) -> InvalidRequest:
+    """Follow the first error down cattrs' exception groups, building the field path."""
+    path = ""
+    while isinstance(exc, BaseValidationError):
+        exc = exc.exceptions[0]
+        for note in getattr(exc, "__notes__", ()):
+            if isinstance(note, AttributeValidationNote):
+                path = f"{path}.{note.name}" if path else note.name
+                break
+            if isinstance(note, IterableValidationNote):
+                path = f"{path}[{note.index}]"
+                break
+    if isinstance(exc, Refused) and exc.field:
+        path = f"{path}.{exc.field}" if path else exc.field
+    if not path:
+        return InvalidRequest("Invalid request body.")
+    # cattrs reports a missing required key as the KeyError from reading it.
+    if isinstance(exc, KeyError) or (isinstance(exc, Refused) and exc.kind == "missing"):
+        return InvalidRequest(f"Missing required parameter: '{path}'.", param=path)
+    if isinstance(exc, Refused):
+        message = f"Invalid {exc.kind} for '{path}': {exc.detail}."
+        return InvalidRequest(message, param=path)
+    return InvalidRequest(f"Invalid value for '{path}'.", param=path)
+
+
+# Detailed validation is what gives each error the notes that spell its path.
+converter = Converter(detailed_validation=True, forbid_extra_keys=False)
+
+
+def exact(expected: type[T], name: str) -> Callable[[object, object], T]:
+    def hook(value: object, _: object) -> T:
+        # `type() is`, not isinstance: bool is an int subclass and must not pass as one.
+        if type(value) is not expected:
+            raise wrong_type(name, value)
+        return value
+
+    return hook
+
+
+def _structure_float(value: object, _: object) -> float:
+    # JSON has one number type: OpenAI takes `"temperature": 1` for its float fields.
+    if type(value) is int or type(value) is float:
+        return float(value)
+    raise wrong_type("a number", value)
+
+
+def _list_hook(list_type: Any) -> Callable[[object, object], list[Any]]:
+    # cattrs takes any iterable as a list: a dict would become its keys, a str its letters.
+    elements = list_structure_factory(list_type, converter)
+
+    def hook(value: object, _: object) -> list[Any]:
+        if type(value) is not list:
+            raise wrong_type("an array", value)
+        return elements(value, list_type)  # type: ignore[no-any-return]
+
+    return hook
+
+
+def object_hook(cl: type[T], **overrides: Any) -> Callable[[object, object], T]:
+    # Without this check a list or a string reaches the generated code and fails as a
+    # KeyError or TypeError blamed on the class's first field.
+    fields = make_dict_structure_fn(cl, converter, **overrides)
+
+    def hook(value: object, _: object) -> T:
+        if type(value) is not dict:
+            raise wrong_type("an object", value)
+        return fields(value, cl)
+
+    return hook
+
+
+def str_or_list(items: Any, expected: str) -> Callable[[object, object], object]:
+    def hook(value: object, _: object) -> object:
+        if value is None or type(value) is str:
+            return value
+        if type(value) is list:
+            return converter.structure(value, items)
+        raise wrong_type(expected, value)
+
+    return hook
+
+
+converter.register_structure_hook(str, exact(str, "a string"))
+converter.register_structure_hook(int, exact(int, "an integer"))
+converter.register_structure_hook(bool, exact(bool, "a boolean"))
+converter.register_structure_hook(float, _structure_float)
+# Predicates, not class hooks: a class hook on `object` would match every type, and
+# dict[str, object] is no class at all.
+converter.register_structure_hook_func(lambda t: t is object, lambda v, _: v)
+converter.register_structure_hook_func(lambda t: t == dict[str, object], exact(dict, "an object"))
+converter.register_structure_hook_factory(
+    lambda t: getattr(t, "__origin__", None) is list, _list_hook
+)
