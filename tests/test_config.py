@@ -304,3 +304,31 @@ def test_config_is_frozen(no_dotenv: list[str]) -> None:
     config = load(no_dotenv, {})
     with pytest.raises(AttributeError):
         config.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("environ", "field", "value"),
+    [
+        ({}, "tools_allowed", ("Read", "Glob", "Grep", "Write", "Edit", "NotebookEdit")),
+        ({"CLAUDE_TOOLS_ALLOWED": "Read, Bash,Read"}, "tools_allowed", ("Read", "Bash")),
+        ({"CLAUDE_TOOLS_ALLOWED": '["Read"]'}, "tools_allowed", ("Read",)),
+        ({"CLAUDE_TOOLS_ALLOWED": "none"}, "tools_allowed", ()),
+        ({}, "permission_mode", "default"),
+        ({"CLAUDE_PERMISSION_MODE": "acceptEdits"}, "permission_mode", "acceptEdits"),
+    ],
+)
+def test_claude_tools_policy(environ: dict[str, str], field: str, value: Any) -> None:
+    assert getattr(from_env(environ), field) == value
+
+
+@pytest.mark.parametrize(
+    ("environ", "words"),
+    [
+        ({"CLAUDE_TOOLS_ALLOWED": "Read,Teleport"}, "unknown tool 'Teleport'"),
+        # bypassPermissions would skip the gate that keeps file tools in the run's directory.
+        ({"CLAUDE_PERMISSION_MODE": "bypassPermissions"}, "expected default or acceptEdits"),
+    ],
+)
+def test_claude_tools_policy_refused(environ: dict[str, str], words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        from_env(environ)

@@ -167,6 +167,8 @@ def test_message_shapes(message: dict[str, Any], expected: Message) -> None:
         ({"user": "u-1"}, "user", "u-1"),
         ({"session_id": "s-1"}, "session_id", "s-1"),
         ({"enable_tools": False}, "enable_tools", False),
+        ({"allowed_tools": ["Read", "Bash"]}, "allowed_tools", ["Read", "Bash"]),
+        ({"disallowed_tools": []}, "disallowed_tools", []),
         # Unknown fields that clients send are ignored, whatever their type.
         ({"seed": 7, "logprobs": False, "store": True}, "model", "claude-sonnet-4"),
         (

@@ -1,8 +1,9 @@
 """The Claude Code backend: the only module that imports ``claude_agent_sdk``.
 
 One run = one ``ClaudeSDKClient`` (one CLI process) in a fresh scratch directory, with
-Claude Code's tools off, answering one turn. Text deltas are handed to ``on_text`` as they
-arrive; the run returns an ``Outcome`` built from the final ``result`` message.
+Claude Code's tools off unless the request enables them, answering one turn. Text deltas
+are handed to ``on_text`` as they arrive; the run returns an ``Outcome`` built from the
+final ``result`` message.
 
 Client functions (OpenAI function calling; the conversion is in wrapper.tools):
 - They are the tools of an in-process SDK MCP server, under their own names
@@ -12,6 +13,12 @@ Client functions (OpenAI function calling; the conversion is in wrapper.tools):
 - A conversation that holds calls and results is written as a transcript in the CLI's
   projects directory and resumed (``RESUME_ENV``): the CLI answers its last user message
   with no new prompt, so every result reaches Claude as a ``tool_result`` block.
+
+Claude Code's own tools (the policy is in wrapper.builtin): the run is offered exactly the
+effective set (``tools=``), with no allow rule, so each permission request reaches
+``_Gate``, which lets a built-in tool run when its paths stay in the scratch directory and
+denies it otherwise, without ending the run. Their activity is never sent to the client:
+only the assistant's text, before and after, and the client's own function calls.
 
 Rules kept here:
 - SDK and OS exceptions are translated into ``wrapper.errors`` at this boundary
@@ -49,7 +56,9 @@ from claude_agent_sdk import (
     CLINotFoundError,
     McpSdkServerConfig,
     Message,
+    PermissionMode,
     PermissionResult,
+    PermissionResultAllow,
     PermissionResultDeny,
     ResultMessage,
     SdkMcpTool,
@@ -62,7 +71,7 @@ from claude_agent_sdk import (
     project_key_for_directory,
 )
 
-from wrapper import errors, transcript
+from wrapper import builtin, errors, transcript, upstream
 from wrapper.config import Config
 from wrapper.convert import Turn
 from wrapper.tools import CallDelta, Calling, CallTracker, FunctionCall
@@ -71,18 +80,6 @@ log = logging.getLogger(__name__)
 
 # interrupt() answered in ~30 ms when measured; past this the CLI is wedged, so close it.
 INTERRUPT_TIMEOUT = 2.0
-# Anthropic's 429/529 bodies reach us without their Retry-After; these are our hints.
-RATE_LIMIT_RETRY_AFTER = 30
-UNAVAILABLE_RETRY_AFTER = 10
-# AssistantMessage.error kinds, for results that do not carry api_error_status.
-ERROR_KIND_STATUS = {
-    "rate_limit": 429,
-    "server_error": 503,
-    "authentication_failed": 401,
-    "billing_error": 403,
-    "invalid_request": 400,
-}
-
 # The in-process MCP server that carries the client's functions.
 CLIENT_SERVER = "client"
 # For runs that offer client functions (CLI 2.1.332 settings, checked by tests/test_tools.py):
@@ -96,6 +93,9 @@ FUNCTION_ENV = {
 RESUME_ENV = {"CLAUDE_CODE_RESUME_INTERRUPTED_TURN": "1"}
 # What Claude Code records as the refusal; the run ends right after it.
 CALL_REFUSAL = "This function is run by the API client; the run stops here for its result."
+
+# What Claude Code records when a built-in tool reaches outside the run's directory.
+OUTSIDE_REFUSAL = "Only paths inside the current working directory may be used."
 
 TextSink = Callable[[str], Awaitable[None]]
 CallSink = Callable[[CallDelta], Awaitable[None]]
@@ -122,15 +122,17 @@ class Backend:
 
     def options(self, turn: Turn, cwd: Path, resume: str | None, gate: _Gate) -> ClaudeAgentOptions:
         env = dict(self.config.claude_env)
+        tools = sorted(gate.builtin)
         functions = bool(turn.calling.functions)
         if functions:
             env.update(FUNCTION_ENV)
         if resume is not None:
             env.update(RESUME_ENV)
         return ClaudeAgentOptions(
-            tools=[],
+            tools=tools,
             mcp_servers={CLIENT_SERVER: _client_server(turn.calling)} if functions else {},
-            can_use_tool=gate if functions else None,
+            can_use_tool=gate if functions or tools else None,
+            permission_mode=cast("PermissionMode", self.config.permission_mode) if tools else None,
             resume=resume,
             max_turns=self.config.max_turns,
             include_partial_messages=True,
@@ -148,6 +150,7 @@ class Backend:
         self, turn: Turn, on_text: TextSink | None = None, on_call: CallSink | None = None
     ) -> Outcome:
         """Answer one turn; ``on_text`` and ``on_call``, if given, get deltas as they arrive."""
+        tools = builtin.effective(turn.calling.builtin, self.config.tools_allowed)
         try:
             self.config.workdir.mkdir(parents=True, exist_ok=True)
             cwd = Path(tempfile.mkdtemp(prefix="run-", dir=self.config.workdir))
@@ -164,7 +167,8 @@ class Backend:
                 resume = str(uuid.uuid4())
                 session_ids.add(resume)
                 await _write_transcript(turn, cwd, projects, resume)
-            return await self._run(turn, cwd, resume, session_ids, on_text, on_call)
+            gate = _Gate(cwd, frozenset(tools))
+            return await self._run(turn, gate, resume, session_ids, on_text, on_call)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(_remove_run_files, cwd, projects, session_ids)
@@ -172,14 +176,13 @@ class Backend:
     async def _run(
         self,
         turn: Turn,
-        cwd: Path,
+        gate: _Gate,
         resume: str | None,
         session_ids: set[str],
         on_text: TextSink | None,
         on_call: CallSink | None,
     ) -> Outcome:
-        gate = _Gate()
-        client = ClaudeSDKClient(self.options(turn, cwd, resume, gate))
+        client = ClaudeSDKClient(self.options(turn, gate.cwd, resume, gate))
         finished = False
         self.live_processes += 1
         try:
@@ -201,14 +204,17 @@ class Backend:
 
 
 class _Gate:
-    """Stops the run at the client's calls, once the message that makes them is whole.
+    """Lets the run's built-in tools work in ``cwd``; stops the run at the client's calls.
 
     Claude Code asks permission for a call as soon as its block is complete, while later
     blocks may still be streaming: refusing (with interrupt) at once aborted the stream and
-    lost the parallel calls after it. So each answer waits until its message has ended.
+    lost the parallel calls after it. So each answer to a client call waits until its
+    message has ended.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cwd: Path, builtin: frozenset[str] = frozenset()) -> None:
+        self.cwd = cwd
+        self.builtin = builtin
         self._whole: defaultdict[str, trio.Event] = defaultdict(trio.Event)
 
     def release(self, tool_use_ids: list[str]) -> None:
@@ -218,6 +224,10 @@ class _Gate:
     async def __call__(
         self, name: str, arguments: dict[str, Any], context: ToolPermissionContext
     ) -> PermissionResult:
+        if name in self.builtin:
+            if builtin.confined(arguments, self.cwd):
+                return PermissionResultAllow()
+            return PermissionResultDeny(message=OUTSIDE_REFUSAL)
         if context.tool_use_id is not None:
             await self._whole[context.tool_use_id].wait()
         return PermissionResultDeny(message=CALL_REFUSAL, interrupt=True)
@@ -298,7 +308,8 @@ async def _collect(client: ClaudeSDKClient, run: _Run) -> Outcome:
             elif isinstance(message, ResultMessage):
                 calls = tuple(run.tracker.calls)
                 if message.is_error and not calls:  # with calls, the error is our interrupt
-                    raise _api_error(message, run.error_kind)
+                    detail = message.result or "; ".join(message.errors or []) or message.subtype
+                    raise upstream.api_error(message.api_error_status, run.error_kind, detail)
                 run.tracker.check()
                 return Outcome(
                     text=run.confirmed,
@@ -354,31 +365,6 @@ def _text_delta(event: dict[str, Any]) -> str | None:
     if event.get("type") == "content_block_delta" and delta.get("type") == "text_delta":
         return str(delta["text"])
     return None
-
-
-def _api_error(result: ResultMessage, error_kind: str | None) -> errors.WrapperError:
-    status = result.api_error_status or ERROR_KIND_STATUS.get(error_kind or "")
-    detail = (result.result or "; ".join(result.errors or []) or result.subtype)[:300]
-    if status == 429:
-        return errors.UpstreamRateLimited(
-            f"Anthropic rate limit reached: {detail}", retry_after=RATE_LIMIT_RETRY_AFTER
-        )
-    if status in (401, 403):
-        return errors.UpstreamAuthError(
-            f"Claude Code is not authenticated (Anthropic answered {status}). Log in with"
-            " 'claude' or set ANTHROPIC_API_KEY for the server."
-        )
-    if status == 404:
-        return errors.ModelNotFound(
-            f"Anthropic refused the model or resource: {detail}", param="model"
-        )
-    if status is not None and (status >= 500 or status == 529):
-        return errors.UpstreamUnavailable(
-            f"Anthropic is unavailable ({status}): {detail}", retry_after=UNAVAILABLE_RETRY_AFTER
-        )
-    if status is not None and 400 <= status < 500:
-        return errors.UpstreamBadRequest(f"Anthropic refused the request ({status}): {detail}")
-    return errors.UpstreamError(f"Claude Code run failed: {detail}")
 
 
 @contextmanager

@@ -18,6 +18,8 @@ from typing import Any
 
 import attrs
 
+from wrapper.builtin import DEFAULT_ALLOWED, KNOWN
+
 # Current Claude models and the CLI's aliases; the CLI passes any other id through as-is.
 DEFAULT_MODELS = (
     "claude-sonnet-4-5",
@@ -28,6 +30,10 @@ DEFAULT_MODELS = (
     "haiku",
 )
 
+
+# Modes in which the gate of wrapper.claude still decides: bypassPermissions would skip it
+# (and is refused as root), plan would run nothing.
+PERMISSION_MODES = ("default", "acceptEdits")
 
 # Requests per minute and burst per route class, as the seed documented them.
 DEFAULT_RATE_LIMITS = {
@@ -56,6 +62,10 @@ class Config:
     keepalive_interval: float = 15.0
     # How long in-flight requests may finish after SIGTERM/SIGINT before they are cut.
     shutdown_grace: float = 10.0
+    # Claude Code's tools a request with enable_tools may have (wrapper.builtin).
+    tools_allowed: tuple[str, ...] = DEFAULT_ALLOWED
+    # How the CLI starts asking; the run's gate answers what it asks (see wrapper.builtin).
+    permission_mode: str = "default"
     # Turns per run; with tools off a run is one turn, the cap matters once tools are on.
     max_turns: int = 10
     log_level: str = "INFO"
@@ -178,6 +188,16 @@ def _list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip().strip("'\"") for item in raw.split(",") if item.strip())
 
 
+def _tools(raw: str) -> tuple[str, ...]:
+    """``CLAUDE_TOOLS_ALLOWED``: known tool names; ``none`` (or an empty list) for none."""
+    names = () if raw.strip().lower() == "none" else _list(raw)
+    if unknown := [n for n in names if n not in KNOWN]:
+        raise ConfigError(
+            f"CLAUDE_TOOLS_ALLOWED: unknown tool {unknown[0]!r} (known: {', '.join(KNOWN)})"
+        )
+    return tuple(dict.fromkeys(names))
+
+
 def _keys(get: Callable[[str], str | None]) -> tuple[str, ...]:
     keys: list[str] = []
     if (key := get("API_KEY")) is not None:
@@ -256,6 +276,14 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         kwargs["shutdown_grace"] = _number("SHUTDOWN_GRACE", grace, float, 0, 3600)
     if (turns := get("MAX_TURNS")) is not None:
         kwargs["max_turns"] = _number("MAX_TURNS", turns, int, 1, 1000)
+    if (allowed := get("CLAUDE_TOOLS_ALLOWED")) is not None:
+        kwargs["tools_allowed"] = _tools(allowed)
+    if (mode := get("CLAUDE_PERMISSION_MODE")) is not None:
+        if mode not in PERMISSION_MODES:
+            raise ConfigError(
+                f"CLAUDE_PERMISSION_MODE={mode!r}: expected {' or '.join(PERMISSION_MODES)}"
+            )
+        kwargs["permission_mode"] = mode
     if (level := get("LOG_LEVEL")) is not None:
         kwargs["log_level"] = level.upper()
     kwargs["api_keys"] = _keys(get)

@@ -138,6 +138,9 @@ class ChatRequest:
     user: str | None = None
     session_id: str | None = None
     enable_tools: bool | None = None
+    # Narrow the server's Claude Code tools (wrapper.builtin); never widen them.
+    allowed_tools: list[str] | None = None
+    disallowed_tools: list[str] | None = None
     tools: list[ToolDefinition] | None = None
     tool_choice: str | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None

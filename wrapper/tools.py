@@ -36,6 +36,8 @@ from typing import Any
 
 import attrs
 
+from wrapper import builtin
+from wrapper.builtin import ToolRequest
 from wrapper.errors import InvalidRequest, UpstreamError
 from wrapper.schema import (
     ChatRequest,
@@ -75,6 +77,8 @@ class Calling:
     single: bool = False
     # What the system prompt asks of Claude about calling (tool_choice, parallel calls).
     instruction: str | None = None
+    # What the request asks of Claude Code's own tools (wrapper.builtin).
+    builtin: ToolRequest = attrs.field(factory=ToolRequest)
 
     @property
     def names(self) -> frozenset[str]:
@@ -140,7 +144,7 @@ def calling(request: ChatRequest) -> Calling:
     single = bool(offered) and (legacy or request.parallel_tool_calls is False)
     if single:
         instruction = " ".join(filter(None, [instruction, "Call at most one function per reply."]))
-    return Calling(tuple(offered), legacy, single, instruction)
+    return Calling(tuple(offered), legacy, single, instruction, builtin.requested(request))
 
 
 def _function(definition: FunctionDefinition, path: str) -> Function:

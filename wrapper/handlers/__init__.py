@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wrapper.app import Route
 from wrapper.config import Config
-from wrapper.handlers import chat, debug, health, models, status
+from wrapper.handlers import chat, debug, health, models, status, tools
 
 
 def routes(config: Config) -> list[Route]:
@@ -12,6 +12,7 @@ def routes(config: Config) -> list[Route]:
         Route("POST", "/v1/chat/completions", chat.create, limit="chat", runs_claude=True),
         Route("GET", "/v1/models", models.list_models),
         Route("GET", "/v1/models/{model_id}", models.get_model),
+        Route("GET", "/v1/tools", tools.list_tools),
         Route("GET", "/v1/auth/status", status.auth_status, limit="auth"),
         Route("GET", "/health", health.health, limit="health", public=True),
         Route("GET", "/metrics", health.metrics, public=config.metrics_public),
