@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean contrib-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,12 @@ install: $(STAMP)
 run: install
 	$(BIN)/python -m wrapper
 
-test: install
+test: install contrib-deps
 	$(BIN)/coverage run -m pytest
 	$(BIN)/coverage report
 
 lint: install
-	$(BIN)/ruff check wrapper tests bench
+	$(BIN)/ruff check wrapper tests bench examples
 	$(BIN)/mypy wrapper
 
 clean:
@@ -32,3 +32,21 @@ clean:
 
 bench: install
 	$(BIN)/python bench/latency.py
+
+# What the contrib/ and examples/ tests run. Commands from Debian when missing (command:package);
+# nginx may live in /usr/sbin, off a normal user's PATH.
+CONTRIB_COMMANDS := nginx:nginx systemd-analyze:systemd openssl:openssl curl:curl
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
+
+contrib-deps:
+	@missing=; for pair in $(CONTRIB_COMMANDS); do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null; then \
+	    echo "contrib-deps: install$$missing: the contrib/ and examples/ tests run them" >&2; exit 1; \
+	  fi; \
+	  echo "contrib-deps: installing$$missing from Debian"; \
+	  $(APT_INSTALL) $$missing || { $(SUDO) apt-get update -q && $(APT_INSTALL) $$missing; }; \
+	fi
