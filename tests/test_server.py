@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -180,13 +181,19 @@ async def read_until(stream: trio.abc.ReceiveStream, marker: bytes, seen: bytear
     return bytes(seen)
 
 
+def keyless_environ(mock: MockAnthropic, tmp_path: Path) -> dict[str, str]:
+    """The server's environment with no API key configured, whatever the caller's has."""
+    environ = {**os.environ, **offline_env(mock.url, tmp_path), "CLAUDE_CWD": str(tmp_path / "r")}
+    for name in ("API_KEY", "API_KEYS", "API_KEYS_FILE"):
+        environ.pop(name, None)
+    return environ
+
+
 async def test_interactive_prompt_generates_a_key(mock: MockAnthropic, tmp_path: Path) -> None:
     import pty
 
     controller, terminal = pty.openpty()
-    environ = {**os.environ, **offline_env(mock.url, tmp_path), "CLAUDE_CWD": str(tmp_path / "r")}
-    for name in ("API_KEY", "API_KEYS", "API_KEYS_FILE"):
-        environ.pop(name, None)
+    environ = keyless_environ(mock, tmp_path)
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "wrapper", "--port", "0", "--env-file", "/nonexistent"],
         stdin=terminal,
@@ -205,10 +212,11 @@ async def test_interactive_prompt_generates_a_key(mock: MockAnthropic, tmp_path:
             output = await read_until(screen, b"/v1/models", seen)
             key = output.split(b"API key (shown once, keep it): ", 1)[1].split()[0].decode()
             log = bytearray()
-            url = (await read_until(process.stderr, b"listening on http", log)).decode()
-            url = "http" + url.split("listening on http", 1)[1].split()[0]
-            while not url[-1].isdigit():
-                url = url[:-1]
+            while not (found := re.search(rb"listening on (http://[\d.]+:\d+)\n", log)):
+                chunk = await process.stderr.receive_some()
+                assert chunk, log.decode()
+                log += chunk
+            url = found[1].decode()
             async with httpx.AsyncClient(base_url=url) as http:
                 refused = await http.get("/v1/models")
                 allowed = await http.get("/v1/models", headers={"authorization": f"Bearer {key}"})
@@ -228,9 +236,7 @@ async def test_interactive_prompt_generates_a_key(mock: MockAnthropic, tmp_path:
 async def test_no_prompt_without_a_terminal_and_a_warning_off_loopback(
     mock: MockAnthropic, tmp_path: Path
 ) -> None:
-    environ = {**os.environ, **offline_env(mock.url, tmp_path), "CLAUDE_CWD": str(tmp_path / "r")}
-    for name in ("API_KEY", "API_KEYS", "API_KEYS_FILE"):
-        environ.pop(name, None)
+    environ = keyless_environ(mock, tmp_path)
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "wrapper", "--host", "0.0.0.0", "--port", "0", "--env-file", "/x"],
         stdin=subprocess.DEVNULL,

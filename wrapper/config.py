@@ -213,6 +213,20 @@ def _keys(get: Callable[[str], str | None]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
+# Numeric settings: environment name, Config field, type, and the range that makes sense.
+NUMBERS: tuple[tuple[str, str, type[int] | type[float], float, float], ...] = (
+    ("PORT", "port", int, 0, 65535),
+    ("MAX_REQUEST_BYTES", "max_body_bytes", int, 1024, 2**31),
+    ("SHUTDOWN_GRACE", "shutdown_grace", float, 0, 3600),
+    ("MAX_TURNS", "max_turns", int, 1, 1000),
+    ("MAX_CONCURRENT_RUNS", "max_concurrent_runs", int, 1, 1000),
+    ("MAX_QUEUED_RUNS", "max_queued_runs", int, 0, 100_000),
+    ("READ_TIMEOUT", "read_timeout", float, 0.1, 3600),
+    ("KEEP_ALIVE_TIMEOUT", "keep_alive_timeout", float, 0.1, 3600),
+    ("MAX_HEADER_BYTES", "max_header_bytes", int, 1024, 1 << 20),
+)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m wrapper", description="OpenAI-compatible API server for Claude Code."
@@ -254,11 +268,13 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         value = str(flag) if flag is not None else env.get(name)
         return value.strip() or None if value is not None else None
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {
+        field: _number(name, raw, kind, low, high)
+        for name, field, kind, low, high in NUMBERS
+        if (raw := get(name)) is not None
+    }
     if (host := get("HOST")) is not None:
         kwargs["host"] = host
-    if (port := get("PORT")) is not None:
-        kwargs["port"] = _number("PORT", port, int, 0, 65535)
     if (cli := get("CLAUDE_CLI_PATH")) is not None and cli != "claude":
         # "claude" was the seed's default (look it up on PATH); we prefer the pinned bundle.
         kwargs["cli_path"] = cli
@@ -270,12 +286,6 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         kwargs["timeout"] = _timeout_seconds(timeout)
     if (workdir := get("CLAUDE_CWD")) is not None:
         kwargs["workdir"] = Path(workdir)
-    if (limit := get("MAX_REQUEST_BYTES")) is not None:
-        kwargs["max_body_bytes"] = _number("MAX_REQUEST_BYTES", limit, int, 1024, 2**31)
-    if (grace := get("SHUTDOWN_GRACE")) is not None:
-        kwargs["shutdown_grace"] = _number("SHUTDOWN_GRACE", grace, float, 0, 3600)
-    if (turns := get("MAX_TURNS")) is not None:
-        kwargs["max_turns"] = _number("MAX_TURNS", turns, int, 1, 1000)
     if (allowed := get("CLAUDE_TOOLS_ALLOWED")) is not None:
         kwargs["tools_allowed"] = _tools(allowed)
     if (mode := get("CLAUDE_PERMISSION_MODE")) is not None:
@@ -300,18 +310,10 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     kwargs["rate_limits"] = limits
     if (proxies := get("TRUSTED_PROXIES")) is not None:
         kwargs["trusted_proxies"] = _list(proxies)
-    if (runs := get("MAX_CONCURRENT_RUNS")) is not None:
-        kwargs["max_concurrent_runs"] = _number("MAX_CONCURRENT_RUNS", runs, int, 1, 1000)
-    if (queued := get("MAX_QUEUED_RUNS")) is not None:
-        kwargs["max_queued_runs"] = _number("MAX_QUEUED_RUNS", queued, int, 0, 100000)
     if (origins := get("CORS_ORIGINS")) is not None:
         kwargs["cors_origins"] = _list(origins)
     if (debug := get("DEBUG_MODE")) is not None:
         kwargs["debug_mode"] = _flag("DEBUG_MODE", debug)
-    if (read := get("READ_TIMEOUT")) is not None:
-        kwargs["read_timeout"] = _number("READ_TIMEOUT", read, float, 0.1, 3600)
-    if (idle := get("KEEP_ALIVE_TIMEOUT")) is not None:
-        kwargs["keep_alive_timeout"] = _number("KEEP_ALIVE_TIMEOUT", idle, float, 0.1, 3600)
     if (public := get("METRICS_PUBLIC")) is not None:
         kwargs["metrics_public"] = _flag("METRICS_PUBLIC", public)
     if (fmt := get("LOG_FORMAT")) is not None:
@@ -319,8 +321,6 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             raise ConfigError(f"LOG_FORMAT={fmt!r}: expected plain or json")
         kwargs["log_format"] = fmt.lower()
     kwargs["notify_socket"] = process_env.get("NOTIFY_SOCKET") or None
-    if (head := get("MAX_HEADER_BYTES")) is not None:
-        kwargs["max_header_bytes"] = _number("MAX_HEADER_BYTES", head, int, 1024, 1 << 20)
     # .env settings the process environment does not override reach the CLI too
     # (ANTHROPIC_API_KEY, CLAUDE_CODE_USE_BEDROCK... are commonly kept there).
     kwargs["claude_env"] = {k: v for k, v in dotenv.items() if k not in process_env}
