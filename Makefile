@@ -32,6 +32,7 @@ clean:
 
 bench: install
 	$(BIN)/python bench/latency.py
+	$(BIN)/python bench/continuation.py
 
 # What the contrib/ and examples/ tests run. Commands from Debian when missing (command:package);
 # nginx may live in /usr/sbin, off a normal user's PATH.

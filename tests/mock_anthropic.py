@@ -118,6 +118,15 @@ class Recorded:
         return "\n".join(_text_of(m["content"]) for m in self.body["messages"])
 
     @property
+    def turns(self) -> list[tuple[str, str]]:
+        """(role, text) of each user and assistant message, as Claude received them."""
+        return [
+            (m["role"], _text_of(m["content"]))
+            for m in self.body["messages"]
+            if m["role"] in ("user", "assistant")
+        ]
+
+    @property
     def tool_names(self) -> list[str]:
         """The names in the request's ``tools`` array: what Claude may call."""
         return [t["name"] for t in self.body.get("tools", [])]

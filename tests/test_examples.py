@@ -83,9 +83,6 @@ async def test_function_calling(keyed: Server, mock: MockAnthropic) -> None:
     assert reported == {"city": "Paris", "temperature_c": 21, "sky": "clear"}
 
 
-@pytest.mark.xfail(
-    strict=False, reason="sessions (session_id) are not built yet: the server keeps no history"
-)
 async def test_sessions(keyed: Server, mock: MockAnthropic) -> None:
     mock.script(Reply.text("Nice to meet you, Ada."), Reply.text("Your name is Ada."))
     assert await example(keyed, "sessions.py") == [

@@ -38,6 +38,7 @@ from wrapper import errors
 from wrapper.auth import check_key
 from wrapper.claude import Backend
 from wrapper.config import Config
+from wrapper.continuation import Continuations
 from wrapper.http import (
     ClientGone,
     Receive,
@@ -51,6 +52,7 @@ from wrapper.http import (
 )
 from wrapper.limits import RateLimiter, RunGate, client_address, parse_networks
 from wrapper.metrics import Metrics
+from wrapper.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +148,8 @@ class App:
         self.config = config
         self.backend = backend
         self.router = router
+        self.sessions = Sessions(config, backend)
+        self.continuations = Continuations(config, backend, self.sessions)
         self.limiter = RateLimiter(dict(config.rate_limits))
         self.gate = RunGate(config.max_concurrent_runs, config.max_queued_runs)
         self.proxies = parse_networks(config.trusted_proxies)
@@ -171,6 +175,7 @@ class App:
                     "Live Claude Code CLI processes.",
                     lambda: self.backend.live_processes,
                 ),
+                "wrapper_sessions": ("Sessions kept by the server.", lambda: self.sessions.count),
             }
         )
         self._runs: set[trio.CancelScope] = set()

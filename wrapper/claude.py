@@ -29,7 +29,9 @@ Rules kept here:
   this aborts the upstream stream and frees the CLI in about 0.1 s, where plain
   cancellation lets the CLI finish its answer and takes about 4.5 s to close.
 - The process, the scratch directory and the CLI's transcript of the run (which holds
-  the whole conversation), whether the CLI or this module wrote it, never outlive the run.
+  the whole conversation), whether the CLI or this module wrote it, never outlive the run;
+  except a run given a ``Place`` (wrapper.sessions, wrapper.continuation), whose
+  directory and transcript belong to its owner.
 """
 
 from __future__ import annotations
@@ -113,6 +115,16 @@ class Outcome:
     calls: tuple[FunctionCall, ...] = ()
 
 
+@attrs.frozen
+class Place:
+    """Where a session's run works: its own directory, and the Claude session to resume.
+    The run keeps its files: they are the session (wrapper.sessions owns them)."""
+
+    cwd: Path
+    resume: str | None
+    fork: bool = False  # resume into a new Claude session, leaving ``resume`` as it was
+
+
 class Backend:
     """Runs Claude Code turns under the server's configuration."""
 
@@ -120,13 +132,15 @@ class Backend:
         self.config = config
         self.live_processes = 0
 
-    def options(self, turn: Turn, cwd: Path, resume: str | None, gate: _Gate) -> ClaudeAgentOptions:
+    def options(
+        self, turn: Turn, cwd: Path, resume: str | None, gate: _Gate, fork: bool = False
+    ) -> ClaudeAgentOptions:
         env = dict(self.config.claude_env)
         tools = sorted(gate.builtin)
         functions = bool(turn.calling.functions)
         if functions:
             env.update(FUNCTION_ENV)
-        if resume is not None:
+        if turn.messages:  # the transcript written for this run ends with the question
             env.update(RESUME_ENV)
         return ClaudeAgentOptions(
             tools=tools,
@@ -134,6 +148,7 @@ class Backend:
             can_use_tool=gate if functions or tools else None,
             permission_mode=cast("PermissionMode", self.config.permission_mode) if tools else None,
             resume=resume,
+            fork_session=fork,
             max_turns=self.config.max_turns,
             include_partial_messages=True,
             system_prompt=turn.system_prompt,
@@ -146,11 +161,23 @@ class Backend:
             stderr=_log_stderr,
         )
 
+    def project_dir(self, cwd: Path) -> Path:
+        """Where the CLI keeps the transcripts of runs in ``cwd``."""
+        return self.config.claude_config_dir() / "projects" / project_key_for_directory(cwd)
+
     async def run(
-        self, turn: Turn, on_text: TextSink | None = None, on_call: CallSink | None = None
+        self,
+        turn: Turn,
+        on_text: TextSink | None = None,
+        on_call: CallSink | None = None,
+        place: Place | None = None,
     ) -> Outcome:
-        """Answer one turn; ``on_text`` and ``on_call``, if given, get deltas as they arrive."""
+        """Answer one turn; ``on_text`` and ``on_call``, if given, get deltas as they arrive.
+        With a ``place`` (a session's), the run resumes there and leaves its files."""
         tools = builtin.effective(turn.calling.builtin, self.config.tools_allowed)
+        if place is not None:
+            gate = _Gate(place.cwd, frozenset(tools))
+            return await self._run(turn, gate, place.resume, set(), on_text, on_call, place.fork)
         try:
             self.config.workdir.mkdir(parents=True, exist_ok=True)
             cwd = Path(tempfile.mkdtemp(prefix="run-", dir=self.config.workdir))
@@ -181,14 +208,15 @@ class Backend:
         session_ids: set[str],
         on_text: TextSink | None,
         on_call: CallSink | None,
+        fork: bool = False,
     ) -> Outcome:
-        client = ClaudeSDKClient(self.options(turn, gate.cwd, resume, gate))
+        client = ClaudeSDKClient(self.options(turn, gate.cwd, resume, gate, fork))
         finished = False
         self.live_processes += 1
         try:
             with _map_errors(self.config.cli_path):
                 await client.connect()
-                if resume is None:  # a resumed transcript already ends with the question
+                if not turn.messages:  # a written transcript already ends with the question
                     await client.query(turn.prompt)
                 run = _Run(turn.calling, gate, session_ids, on_text, on_call)
                 outcome = await _collect(client, run)

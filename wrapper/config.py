@@ -100,6 +100,14 @@ class Config:
     log_format: str = "plain"
     # systemd's notification socket (Type=notify); set by systemd, not by hand.
     notify_socket: str | None = None
+    # Where the session table lives (must survive restarts, unlike workdir's scratch dirs).
+    state_dir: Path = attrs.field(
+        factory=lambda: Path.home() / ".local" / "state" / "claude-wrapper"
+    )
+    # Seconds a session may stay idle before the reaper removes it and its files.
+    session_ttl: float = 3600.0
+    # Resume the Claude session of a stateless conversation this server answered before.
+    session_auto_continue: bool = True
 
     def claude_environment(self) -> dict[str, str]:
         """The environment the CLI runs with: the server's, plus ``claude_env``."""
@@ -198,6 +206,18 @@ def _tools(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _state_dir(get: Callable[[str], str | None]) -> Path | None:
+    """``WRAPPER_STATE_DIR``; else systemd's ``STATE_DIRECTORY`` (a colon-separated list:
+    the first); else ``$XDG_STATE_HOME/claude-wrapper``; None: the default."""
+    if (path := get("WRAPPER_STATE_DIR")) is not None:
+        return Path(path)
+    if (systemd := get("STATE_DIRECTORY")) is not None:
+        return Path(systemd.split(":")[0])
+    if (xdg := get("XDG_STATE_HOME")) is not None:
+        return Path(xdg) / "claude-wrapper"
+    return None
+
+
 def _keys(get: Callable[[str], str | None]) -> tuple[str, ...]:
     keys: list[str] = []
     if (key := get("API_KEY")) is not None:
@@ -224,6 +244,7 @@ NUMBERS: tuple[tuple[str, str, type[int] | type[float], float, float], ...] = (
     ("READ_TIMEOUT", "read_timeout", float, 0.1, 3600),
     ("KEEP_ALIVE_TIMEOUT", "keep_alive_timeout", float, 0.1, 3600),
     ("MAX_HEADER_BYTES", "max_header_bytes", int, 1024, 1 << 20),
+    ("SESSION_TTL", "session_ttl", float, 1, 10**8),
 )
 
 
@@ -321,6 +342,10 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             raise ConfigError(f"LOG_FORMAT={fmt!r}: expected plain or json")
         kwargs["log_format"] = fmt.lower()
     kwargs["notify_socket"] = process_env.get("NOTIFY_SOCKET") or None
+    if (auto := get("SESSION_AUTO_CONTINUE")) is not None:
+        kwargs["session_auto_continue"] = _flag("SESSION_AUTO_CONTINUE", auto)
+    if (state := _state_dir(get)) is not None:
+        kwargs["state_dir"] = state
     # .env settings the process environment does not override reach the CLI too
     # (ANTHROPIC_API_KEY, CLAUDE_CODE_USE_BEDROCK... are commonly kept there).
     kwargs["claude_env"] = {k: v for k, v in dotenv.items() if k not in process_env}

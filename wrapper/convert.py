@@ -91,6 +91,13 @@ def _text(message: Message, index: int) -> str:
     return "\n".join(texts)
 
 
+def conversation(request: ChatRequest) -> list[tuple[str, str]]:
+    """(role, text) of each message but system/developer ones: what a history key hashes."""
+    return [
+        (m.role, _text(m, i)) for i, m in enumerate(request.messages) if m.role not in SYSTEM_ROLES
+    ]
+
+
 def to_turn(request: ChatRequest, default_model: str) -> Turn:
     """Split a chat request into system prompt, conversation and the turn to answer."""
     calling = tools.calling(request)

@@ -186,3 +186,17 @@ class ServerBusy(WrapperError):
     status = 503
     type = "server_error"
     code = "server_busy"
+
+
+class SessionNotFound(NotFound):
+    """Raised when ``/v1/sessions/{id}`` names a session this server does not hold."""
+
+    code = "session_not_found"
+
+
+class SessionConflict(WrapperError):
+    """Raised when a session cannot take the turn as it stands (its transcript vanished)."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "session_conflict"

@@ -76,6 +76,7 @@ async def serve(
             if handle_signals:
                 nursery.start_soon(_wait_for_signal, stop)
             await nursery.start(app.limiter.sweeper)
+            await nursery.start(app.sessions.reaper)
             hc = hypercorn_config(config)
             binds = await nursery.start(_serve_app, app, hc, trigger, nursery.cancel_scope)
             log.info("listening on %s", ", ".join(binds))
@@ -96,7 +97,7 @@ async def _serve_app(
     *,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """hypercorn until it has drained; then the signal watcher and the sweeper go too."""
+    """hypercorn until it has drained; then the signal watcher, sweeper and reaper go too."""
     await hypercorn_serve(app, hc, shutdown_trigger=trigger, task_status=task_status)  # type: ignore[arg-type]
     done.cancel()
 

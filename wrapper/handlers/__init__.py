@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wrapper.app import Route
 from wrapper.config import Config
-from wrapper.handlers import chat, debug, health, models, status, tools
+from wrapper.handlers import chat, debug, health, models, sessions, status, tools
 
 
 def routes(config: Config) -> list[Route]:
@@ -13,6 +13,11 @@ def routes(config: Config) -> list[Route]:
         Route("GET", "/v1/models", models.list_models),
         Route("GET", "/v1/models/{model_id}", models.get_model),
         Route("GET", "/v1/tools", tools.list_tools),
+        Route("GET", "/v1/sessions", sessions.list_sessions),
+        # Before {session_id}: the first route that matches wins.
+        Route("GET", "/v1/sessions/stats", sessions.stats),
+        Route("GET", "/v1/sessions/{session_id}", sessions.get_session),
+        Route("DELETE", "/v1/sessions/{session_id}", sessions.delete_session),
         Route("GET", "/v1/auth/status", status.auth_status, limit="auth"),
         Route("GET", "/health", health.health, limit="health", public=True),
         Route("GET", "/metrics", health.metrics, public=config.metrics_public),

@@ -19,14 +19,17 @@ import json
 import secrets
 import time
 
+import attrs
 import trio
 
 from wrapper import errors
 from wrapper.app import Request
 from wrapper.claude import CallSink, Outcome, TextSink
-from wrapper.convert import ChunkHead, Turn, to_turn, usage_from
-from wrapper.http import SSEWriter, send_json
+from wrapper.continuation import continuable
+from wrapper.convert import ChunkHead, Turn, conversation, to_turn, usage_from
+from wrapper.http import SSEWriter, header, send_json
 from wrapper.schema import ChatCompletionChunk, ChatRequest, parse_chat_request, to_json
+from wrapper.sessions import session_id_of
 from wrapper.tools import CallDelta
 
 
@@ -38,14 +41,16 @@ async def create(request: Request) -> None:
             f"The request body is not valid JSON: {exc}.", code="invalid_json"
         ) from exc
     chat = parse_chat_request(body)
+    session = session_id_of(chat.session_id, header(request.scope, "x-session-id"))
     turn = to_turn(chat, request.app.config.default_model)
     head = ChunkHead(
         id=f"chatcmpl-{secrets.token_hex(12)}", created=int(time.time()), model=turn.model
     )
+    run = _Run(request, turn, session, conversation(chat))
     if chat.stream:
-        await _stream(request, chat, turn, head)
+        await _stream(request, chat, run, head)
     else:
-        await _complete(request, turn, head)
+        await _complete(request, run, head)
 
 
 def _refuse_constant(name: str) -> object:
@@ -53,16 +58,38 @@ def _refuse_constant(name: str) -> object:
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
-async def _run(
-    request: Request, turn: Turn, on_text: TextSink | None, on_call: CallSink | None
-) -> Outcome:
-    """The backend run under the request timeout and the shutdown scope; what it reports
-    goes to the access log and the metrics (never content)."""
+@attrs.frozen
+class _Run:
+    """What one request asks to run: the turn, in a session or not."""
+
+    request: Request
+    turn: Turn
+    session: str | None
+    conversation: list[tuple[str, str]]  # the request's messages, system ones aside
+
+    async def __call__(self, on_text: TextSink | None, on_call: CallSink | None) -> Outcome:
+        app = self.request.app
+        if self.session is not None:
+            messages = len(self.conversation)
+            return await app.sessions.run(self.session, self.turn, messages, on_text, on_call)
+        if (
+            app.config.session_auto_continue
+            and continuable(self.turn)
+            and self.conversation[-1][0] == "user"
+        ):
+            return await app.continuations.run(self.conversation, self.turn, on_text, on_call)
+        return await app.backend.run(self.turn, on_text, on_call)
+
+
+async def _run(run: _Run, on_text: TextSink | None, on_call: CallSink | None) -> Outcome:
+    """The run under the request timeout and the shutdown scope; what it reports goes to
+    the access log and the metrics (never content)."""
+    request, turn = run.request, run.turn
     app = request.app
     request.log["model"] = turn.model
     with trio.move_on_after(app.config.timeout) as timeout:
         with app.run_scope() as stop:
-            outcome = await app.backend.run(turn, on_text, on_call)
+            outcome = await run(on_text, on_call)
             usage = usage_from(outcome.usage)
             request.log["prompt_tokens"] = usage.prompt_tokens
             request.log["completion_tokens"] = usage.completion_tokens
@@ -76,8 +103,9 @@ async def _run(
     raise errors.Timeout(f"Claude Code did not finish within {app.config.timeout:g} seconds.")
 
 
-async def _complete(request: Request, turn: Turn, head: ChunkHead) -> None:
-    outcome = await _run(request, turn, None, None)
+async def _complete(request: Request, run: _Run, head: ChunkHead) -> None:
+    turn = run.turn
+    outcome = await _run(run, None, None)
     completion = head.completion(
         outcome.text,
         outcome.stop_reason,
@@ -92,7 +120,8 @@ async def _complete(request: Request, turn: Turn, head: ChunkHead) -> None:
     await send_json(request.send, 200, to_json(completion), headers)
 
 
-async def _stream(request: Request, chat: ChatRequest, turn: Turn, head: ChunkHead) -> None:
+async def _stream(request: Request, chat: ChatRequest, run: _Run, head: ChunkHead) -> None:
+    turn = run.turn
     sse = SSEWriter(request.send, request.headers)
     role_sent = False
 
@@ -116,7 +145,7 @@ async def _stream(request: Request, chat: ChatRequest, turn: Turn, head: ChunkHe
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sse.keepalive, request.app.config.keepalive_interval)
         try:
-            outcome = await _run(request, turn, on_text, on_call)
+            outcome = await _run(run, on_text, on_call)
         except errors.WrapperError as exc:
             failure = exc
         nursery.cancel_scope.cancel()

@@ -1,0 +1,112 @@
+"""Automatic continuation: a stateless client's conversation resumes the Claude session
+that answered it, so only the new turn goes upstream.
+
+An ordinary OpenAI client resends its whole history each time. When the messages before
+the last one are exactly a conversation this server answered (the same messages, ending
+with the same answer it gave), the run resumes that Claude Code session and sends only
+the last user message: same context (Claude's own, tool results included), far fewer
+tokens re-sent and no re-rendered ``<conversation_history>`` prompt.
+
+Rules kept here:
+- The key is the SHA-256 of the (role, text) list, system/developer messages aside (they
+  are each run's system prompt, not part of Claude's transcript), whitespace-trimmed.
+- A continuation always forks (``fork_session``): the answered session stays as it was, so
+  a regenerate or an edited branch from the same point is never a wrong continuation.
+  History that matches nothing starts a fresh run with the whole history, as before.
+- The runs of one conversation share a directory (``<workdir>/chains/<random>``); its
+  transcripts stay until no conversation of the chain was used for ``SESSION_TTL``,
+  then the reaper (wrapper.sessions) removes them. A vanished transcript means a fresh run.
+- Only plain conversations: function calling and Claude Code's tools run as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import attrs
+import trio
+
+from wrapper.claude import Backend, CallSink, Outcome, Place, TextSink
+from wrapper.config import Config
+from wrapper.convert import Turn
+from wrapper.sessions import Sessions, remove_files
+
+log = logging.getLogger(__name__)
+
+
+def history_key(conversation: Sequence[tuple[str, str]]) -> str:
+    """The key of a conversation: a digest of its (role, text) pairs."""
+    normalized = [[role, text.strip()] for role, text in conversation]
+    return hashlib.sha256(json.dumps(normalized).encode()).hexdigest()
+
+
+def continuable(turn: Turn) -> bool:
+    """Plain conversations only: calls and built-in tools keep their own paths."""
+    return not (turn.messages or turn.calling.functions or turn.calling.builtin.enabled)
+
+
+class Continuations:
+    """Runs stateless turns so that the next turn of the same conversation can resume."""
+
+    def __init__(self, config: Config, backend: Backend, sessions: Sessions) -> None:
+        self.config = config
+        self.backend = backend
+        self.sessions = sessions
+
+    async def _resumable(self, earlier: list[tuple[str, str]]) -> Place | None:
+        if not earlier or earlier[-1][0] != "assistant":
+            return None
+        store = self.sessions.store
+        found = await self.sessions.stored(store.continuation, history_key(earlier), time.time())
+        if found is None:
+            return None
+        claude_session_id, cwd = found
+        path = self.backend.project_dir(Path(cwd)) / f"{claude_session_id}.jsonl"
+        if not await trio.to_thread.run_sync(path.is_file):
+            log.info("continuation transcript gone; answering with the whole history")
+            return None
+        return Place(Path(cwd), claude_session_id, fork=True)
+
+    async def run(
+        self,
+        conversation: list[tuple[str, str]],
+        turn: Turn,
+        on_text: TextSink | None,
+        on_call: CallSink | None,
+    ) -> Outcome:
+        """Answer ``turn`` (whose request's messages are ``conversation``)."""
+        *earlier, (_, current) = conversation
+        place = await self._resumable(earlier)
+        fresh = place is None
+        if place is None:
+            place = Place(self.config.workdir / "chains" / uuid.uuid4().hex, None)
+        else:
+            turn = attrs.evolve(turn, prompt=current)
+        cwd = place.cwd
+        project = self.backend.project_dir(cwd)
+        kept = False
+        try:
+            await trio.to_thread.run_sync(lambda: cwd.mkdir(parents=True, exist_ok=True))
+            outcome = await self.backend.run(turn, on_text, on_call, place)
+            if outcome.text and not outcome.calls:
+                key = history_key([*conversation, ("assistant", outcome.text)])
+                with trio.CancelScope(shield=True):
+                    await self.sessions.stored(
+                        self.sessions.store.record_continuation,
+                        key,
+                        outcome.session_id,
+                        str(cwd),
+                        time.time(),
+                    )
+                kept = True
+            return outcome
+        finally:
+            if fresh and not kept:  # nothing can continue it: leave nothing behind
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(remove_files, cwd, project)
