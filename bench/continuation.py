@@ -11,20 +11,13 @@ rendered history without continuation, only the new question with it). Run with
 from __future__ import annotations
 
 import json
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import httpx
 import trio
+from harness import serving
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.conftest import offline_env
 from tests.mock_anthropic import MockAnthropic, Reply
-from wrapper.config import Config
-from wrapper.server import serve
 
 TURNS = 10
 QUESTION = "Question {n}: tell me one more fact about the number {n}, please. " * 2
@@ -45,23 +38,7 @@ async def conversation(auto: bool) -> list[tuple[int, int]]:
     mock = MockAnthropic()
     mock.script(*(Reply.text(ANSWER.format(n=n)) for n in range(TURNS)))
     sizes: list[tuple[int, int]] = []
-    async with trio.open_nursery() as nursery:
-        await nursery.start(mock.run)
-        home = Path(tempfile.mkdtemp())
-        config = Config(
-            port=0,
-            claude_env=offline_env(mock.url, home),
-            workdir=home / "runs",
-            state_dir=home / "state",
-            rate_limit_enabled=False,
-            session_auto_continue=auto,
-        )
-        stop = trio.Event()
-
-        async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
-            await serve(config, shutdown=stop, task_status=task_status)
-
-        (url,) = await nursery.start(run_server)
+    async with serving(mock, session_auto_continue=auto) as url:
         messages: list[dict[str, str]] = []
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             for n in range(TURNS):
@@ -75,8 +52,6 @@ async def conversation(auto: bool) -> list[tuple[int, int]]:
                 sizes.append(
                     (len(json.dumps(sent["messages"]).encode()), len(_last_user(sent).encode()))
                 )
-        stop.set()
-        nursery.cancel_scope.cancel()  # the mock serves until cancelled
     return sizes
 
 

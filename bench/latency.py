@@ -8,20 +8,13 @@ stream is aborted. Run with ``make bench``.
 from __future__ import annotations
 
 import statistics
-import sys
-import tempfile
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import httpx
 import trio
+from harness import serving
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.conftest import offline_env
 from tests.mock_anthropic import MockAnthropic, Reply
-from wrapper.config import Config
-from wrapper.server import serve
 
 N = 10
 CHAT = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
@@ -46,66 +39,49 @@ async def timed(fn: Callable[[], Awaitable[float | None]]) -> list[float]:
 
 async def main() -> None:
     mock = MockAnthropic(default=Reply.text("one two three four five", pieces=5))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(mock.run)
-        home = Path(tempfile.mkdtemp())
-        config = Config(
-            port=0,
-            claude_env=offline_env(mock.url, home),
-            workdir=home / "runs",
-            rate_limit_enabled=False,
-        )
-        stop = trio.Event()
+    async with serving(mock) as url, httpx.AsyncClient(base_url=url, timeout=60) as http:
 
-        async def run_server(task_status: trio.TaskStatus[list[str]]) -> None:
-            await serve(config, shutdown=stop, task_status=task_status)
+        async def completion() -> float:
+            start = trio.current_time()
+            response = await http.post("/v1/chat/completions", json=CHAT)
+            assert response.status_code == 200
+            return trio.current_time() - start
 
-        (url,) = await nursery.start(run_server)
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        ttft: list[float] = []
 
-            async def completion() -> float:
-                start = trio.current_time()
-                response = await http.post("/v1/chat/completions", json=CHAT)
-                assert response.status_code == 200
-                return trio.current_time() - start
+        async def streamed() -> float:
+            start = trio.current_time()
+            first = None
+            body = {**CHAT, "stream": True}
+            async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                async for line in response.aiter_lines():
+                    if first is None and '"content":"one' in line:
+                        first = trio.current_time() - start
+            assert first is not None
+            ttft.append(first)
+            return trio.current_time() - start
 
-            ttft: list[float] = []
+        async def post_chat() -> None:
+            await http.post("/v1/chat/completions", json=CHAT)
 
-            async def streamed() -> float:
-                start = trio.current_time()
-                first = None
-                body = {**CHAT, "stream": True}
-                async with http.stream("POST", "/v1/chat/completions", json=body) as response:
-                    async for line in response.aiter_lines():
-                        if first is None and '"content":"one' in line:
-                            first = trio.current_time() - start
-                assert first is not None
-                ttft.append(first)
-                return trio.current_time() - start
+        async def abort() -> float | None:
+            mock.script(Reply.text("x" * 50, pieces=50, delay=0.1))
+            async with trio.open_nursery() as inner:
+                inner.start_soon(post_chat)
+                await mock.request_arrived.wait()
+                await trio.sleep(0.2)
+                gone = trio.current_time()
+                inner.cancel_scope.cancel()
+            with trio.move_on_after(5):
+                while mock.messages[-1].aborted_at is None:  # noqa: ASYNC110
+                    await trio.sleep(0.005)
+            aborted = mock.messages[-1].aborted_at
+            return None if aborted is None else aborted - gone
 
-            async def post_chat() -> None:
-                await http.post("/v1/chat/completions", json=CHAT)
-
-            async def abort() -> float | None:
-                mock.script(Reply.text("x" * 50, pieces=50, delay=0.1))
-                async with trio.open_nursery() as inner:
-                    inner.start_soon(post_chat)
-                    await mock.request_arrived.wait()
-                    await trio.sleep(0.2)
-                    gone = trio.current_time()
-                    inner.cancel_scope.cancel()
-                with trio.move_on_after(5):
-                    while mock.messages[-1].aborted_at is None:  # noqa: ASYNC110
-                        await trio.sleep(0.005)
-                aborted = mock.messages[-1].aborted_at
-                return None if aborted is None else aborted - gone
-
-            report("non-streamed completion", await timed(completion))
-            report("streamed completion (total)", await timed(streamed))
-            report("streamed time to first token", ttft)
-            report("disconnect -> upstream abort", await timed(abort))
-        stop.set()
-        nursery.cancel_scope.cancel()  # the mock serves until cancelled
+        report("non-streamed completion", await timed(completion))
+        report("streamed completion (total)", await timed(streamed))
+        report("streamed time to first token", ttft)
+        report("disconnect -> upstream abort", await timed(abort))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ from typing import Any
 import attrs
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 from tests.conftest import wait_for_no_cli
 from tests.mock_anthropic import MockAnthropic, Reply
-from wrapper.errors import RateLimited
+from wrapper.errors import RateLimited, ServerBusy
 from wrapper.limits import RateLimiter, RunGate, client_address, parse_networks
 
 
@@ -191,10 +192,32 @@ async def test_run_cap_and_bounded_queue(start_server: Any, mock: MockAnthropic)
     assert await wait_for_no_cli() == []
 
 
-def test_gate_refuses_only_when_queue_is_full() -> None:
-    gate = RunGate(max_concurrent=2, max_queued=0)
-    assert gate.limiter.total_tokens == 2
-    assert gate.max_queued == 0
+async def test_gate_refuses_only_when_queue_is_full() -> None:
+    gate = RunGate(max_concurrent=1, max_queued=1)
+    holding, release = trio.Event(), trio.Event()
+    order: list[str] = []
+
+    async def run(name: str, hold: trio.Event | None = None) -> None:
+        async with gate.slot():
+            order.append(name)
+            if hold is not None:
+                holding.set()
+                await hold.wait()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, "first", release)
+            await holding.wait()
+            nursery.start_soon(run, "queued")
+            while gate.waiting == 0:
+                await trio.lowlevel.checkpoint()
+            with pytest.raises(ServerBusy):  # one running, one waiting: full
+                async with gate.slot():
+                    pass
+            release.set()
+    assert order == ["first", "queued"]
+    async with gate.slot():  # free again once both are done
+        assert gate.waiting == 0
 
 
 async def test_client_stalling_in_its_headers_is_cut_off(start_server: Any) -> None:

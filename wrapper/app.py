@@ -294,9 +294,11 @@ class App:
                 # Bucket per key; a digest, so the table never holds key material.
                 client = "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
             if route.limit is not None and self.config.rate_limit_enabled:
-                log_fields["limited"] = True  # until the check passes
-                decision = self.limiter.check(route.limit, client)
-                del log_fields["limited"]
+                try:
+                    decision = self.limiter.check(route.limit, client)
+                except errors.RateLimited:
+                    log_fields["limited"] = True  # for the metrics: not an upstream 429
+                    raise
                 if route.runs_claude:
                     headers.update(decision.headers())
             body = await read_body(
