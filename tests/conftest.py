@@ -67,8 +67,13 @@ async def wait_for_no_cli(within: float = 5.0) -> list[int]:
 
 
 def transcripts(tmp_path: Path) -> list[Path]:
-    """Transcripts the CLI left in the test's HOME (the server removes each run's)."""
-    return sorted((tmp_path / "home" / ".claude" / "projects").glob("**/*.jsonl"))
+    """Transcripts the CLI left in the test's places (the server removes each run's) or in
+    the test's HOME (where none may be: each run has a config dir of its own)."""
+    found = []
+    for base in (tmp_path / "home" / ".claude" / "projects", tmp_path / "runs"):
+        for root, _, files in os.walk(base):  # unlike glob, fine with dirs vanishing meanwhile
+            found += [Path(root) / name for name in files if name.endswith(".jsonl")]
+    return sorted(found)
 
 
 @attrs.define

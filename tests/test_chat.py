@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from openai import AsyncOpenAI
 
 from tests.conftest import Server, settled, transcripts
 from tests.mock_anthropic import MockAnthropic, Reply
+from wrapper.places import UnsafeDirectory
 
 MODEL = "claude-sonnet-4-5"
 
@@ -44,7 +46,8 @@ async def test_non_streaming_answer(client: AsyncOpenAI, mock: MockAnthropic) ->
 async def test_runs_leave_nothing_behind(
     client: AsyncOpenAI, mock: MockAnthropic, server: Server, tmp_path: Path
 ) -> None:
-    # The CLI writes a transcript of every run (the whole conversation) under HOME.
+    # The CLI writes a transcript of every run (the whole conversation) in its config dir:
+    # the run's own place, never the server's HOME.
     mock.script(Reply.text("ok"), Reply.error(529, "overloaded_error"))
     with trio.fail_after(30):
         await client.chat.completions.create(
@@ -54,20 +57,27 @@ async def test_runs_leave_nothing_behind(
             await client.chat.completions.create(
                 model=MODEL, messages=[{"role": "user", "content": "b"}]
             )
-    assert (tmp_path / "home" / ".claude").is_dir()  # the CLI did run with this HOME
+    assert not (tmp_path / "home" / ".claude").exists()
     assert await settled(lambda: transcripts(tmp_path)) == []
     assert list(server.config.workdir.iterdir()) == []
 
 
-async def test_unwritable_workdir_is_a_clear_error(start_server: Any, tmp_path: Path) -> None:
+async def test_an_unusable_workdir_stops_the_start(start_server: Any, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    server = await start_server(workdir=blocker / "runs")
-    async with server.http() as http:
-        with trio.fail_after(30):
-            response = await http.post(
-                "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
-            )
+    with pytest.raises(UnsafeDirectory, match="file/runs"):
+        await start_server(workdir=blocker / "runs")
+
+
+async def test_a_workdir_lost_while_serving_is_a_clear_error(
+    server: Server, http: httpx.AsyncClient
+) -> None:
+    shutil.rmtree(server.config.workdir)
+    server.config.workdir.write_text("not a directory any more")
+    with trio.fail_after(30):
+        response = await http.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
+        )
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "workdir_unavailable"
 

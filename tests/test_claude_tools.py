@@ -55,8 +55,9 @@ def check_ran_in_scratch_dir(mock: MockAnthropic, server: Server) -> None:
     output, is_error = result_text(second, WHERE.id)
     cwd, listing = output.splitlines()[0], output.splitlines()[1:]
     assert not is_error
-    assert Path(cwd).parent == server.config.workdir.resolve()
-    assert Path(cwd).name.startswith("run-")
+    place = Path(cwd).parent  # wrapper.places: <workdir>/run-*/work
+    assert (place.parent, Path(cwd).name) == (server.config.workdir.resolve(), "work")
+    assert place.name.startswith("run-")
     assert cwd != os.getcwd()
     assert listing[0] == "note.txt"  # the CLI may append a <system-reminder>
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from wrapper import config as config_module
 from wrapper.config import DEFAULT_MODELS, Config, ConfigError, load
 
 
@@ -237,19 +238,41 @@ def test_dotenv_is_read(dotenv: Path) -> None:
     assert (config.max_turns, config.log_level) == (4, "DEBUG")
 
 
-def test_dotenv_values_reach_the_cli(dotenv: Path) -> None:
-    dotenv.write_text(DOTENV)
-    assert from_env({}, env_file=dotenv).claude_env == {
-        "PORT": "9100",
-        "HOST": "0.0.0.0",
-        "DEFAULT_MODEL": "claude-haiku-4-5",
-        "MODELS": "x, y",
-        "MAX_TURNS": "4",
-        "LOG_LEVEL": "debug",
+def test_only_the_clis_own_dotenv_values_reach_it(dotenv: Path) -> None:
+    # The server's settings and unrelated entries stay out of the CLI's environment.
+    dotenv.write_text(DOTENV + "HOME=/srv/home\nCLAUDE_CODE_USE_BEDROCK=1\nAPI_KEYS=k1,k2\n")
+    config = from_env({}, env_file=dotenv)
+    assert config.claude_env == {
         "ANTHROPIC_API_KEY": "sk-ant-from-dotenv",
-        "URL": "https://example.test/?a=1&b=2",
-        "EMPTY": "",
+        "CLAUDE_CODE_USE_BEDROCK": "1",
+        "HOME": "/srv/home",  # where the server's login lives; runs get their own HOME
     }
+    assert config.home() == Path("/srv/home")
+
+
+@pytest.mark.parametrize(
+    ("name", "reaches"),
+    [
+        ("ANTHROPIC_BASE_URL", True),
+        ("CLAUDE_CODE_OAUTH_TOKEN", True),
+        ("AWS_REGION", True),
+        ("HTTPS_PROXY", True),
+        ("LC_ALL", True),
+        ("PATH", True),
+        ("API_KEYS", False),
+        ("API_KEY", False),
+        ("NOTIFY_SOCKET", False),
+        ("CLAUDE_CWD", False),
+        ("CLAUDE_CONFIG_DIR", False),  # each run has its own
+        ("HOME", False),  # likewise
+        ("WRAPPER_STATE_DIR", False),
+        ("DATABASE_URL", False),
+    ],
+)
+def test_the_cli_environment_is_an_allow_list(name: str, reaches: bool) -> None:
+    assert config_module.cli_variable(name) is reaches
+    env = Config(claude_env={name: "value"}).claude_environment()
+    assert (env.get(name) == "value") is reaches
 
 
 @pytest.mark.parametrize(
@@ -269,8 +292,8 @@ def test_dotenv_values_reach_the_cli(dotenv: Path) -> None:
     ],
 )
 def test_dotenv_values(dotenv: Path, line: str, value: str) -> None:
-    dotenv.write_text(f"# comment\n\n{line}\n")
-    assert from_env({}, env_file=dotenv).claude_env == {"K": value}
+    dotenv.write_text(f"# comment\n\n{line.replace('K=', 'ANTHROPIC_MODEL=')}\n")
+    assert from_env({}, env_file=dotenv).claude_env == {"ANTHROPIC_MODEL": value}
 
 
 def test_process_environment_wins_over_dotenv(dotenv: Path) -> None:
@@ -278,7 +301,7 @@ def test_process_environment_wins_over_dotenv(dotenv: Path) -> None:
     config = from_env({"PORT": "9200", "ANTHROPIC_API_KEY": "from-process"}, env_file=dotenv)
     assert (config.port, config.host, config.max_turns) == (9200, "0.0.0.0", 4)
     # Overridden keys stay out of claude_env: the CLI inherits the process's own value.
-    assert config.claude_env == {"HOST": "0.0.0.0", "MAX_TURNS": "4"}
+    assert config.claude_env == {}
 
 
 def test_flags_win_over_dotenv(dotenv: Path) -> None:

@@ -28,14 +28,16 @@ CHAT = {
 
 
 def processes_under(directory: Path) -> list[int]:
-    """Pids of processes whose working directory is inside ``directory``."""
+    """Pids of Claude Code CLIs whose working directory is inside ``directory`` (not their
+    launchers and sandboxes, which work there too)."""
     found = []
     for entry in Path("/proc").iterdir():
         try:
             cwd = os.readlink(entry / "cwd")
+            exe = os.readlink(entry / "exe")
         except OSError:
             continue
-        if cwd.startswith(str(directory)):
+        if cwd.startswith(str(directory)) and Path(exe).name == "claude":
             found.append(int(entry.name))
     return found
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import secrets
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ import trio
 from wrapper import config as config_module
 from wrapper import logs
 from wrapper.config import Config
+from wrapper.places import UnsafeDirectory
+from wrapper.sandbox import SandboxUnavailable
 from wrapper.server import PortInUse, serve
 
 log = logging.getLogger("wrapper")
@@ -72,6 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     logs.setup(config.log_level, config.log_format)
+    os.umask(0o077)  # every file and directory the server or its CLIs make is private
+    # The SDK hands the server's whole environment to each CLI: keep only what it may see
+    # (HOME and CLAUDE_CONFIG_DIR locate the login; each run gets its own).
+    for name in list(os.environ):
+        if not (config_module.cli_variable(name) or name in ("HOME", "CLAUDE_CONFIG_DIR")):
+            del os.environ[name]
     config = offer_key_protection(config, sys.stdin, sys.stdout)
     if not config.api_keys and not is_loopback(config.host):
         log.warning(
@@ -83,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         trio.run(partial(serve, config, handle_signals=True))
     except PortInUse as exc:
         print(f"error: {exc}; set PORT or pass --port", file=sys.stderr)
+        return 1
+    except (UnsafeDirectory, SandboxUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
 

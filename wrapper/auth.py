@@ -6,11 +6,17 @@ Rules kept here:
 - ``Authorization: Bearer <key>`` and ``x-api-key: <key>`` are both accepted.
 - Nothing here returns, logs or puts in an error the value of a key, token or secret:
   the status report names the variables it found, never what they hold.
+- A run's CLI never sees the server's login file: each run has a CLAUDE_CONFIG_DIR of its
+  own (wrapper.places). When the environment carries no credentials, the login's access
+  token is read for each run (so a refresh by ``claude`` on this account is picked up) and
+  passed as ``CLAUDE_CODE_OAUTH_TOKEN`` (``cli_credentials``). A login's token expires;
+  ``claude setup-token`` makes a long-lived one for ``CLAUDE_CODE_OAUTH_TOKEN``.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -89,6 +95,29 @@ def claude_auth_status(env: Mapping[str, str], config_dir: Path) -> dict[str, An
         [] if login else [f"a 'claude' login ({config_dir}/.credentials.json)"],
         [],
     )
+
+
+# Any of these in the CLI's environment is a complete way to authenticate.
+ENV_CREDENTIALS = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDE_CODE_USE_BEDROCK",
+    "CLAUDE_CODE_USE_VERTEX",
+)
+
+
+def cli_credentials(env: Mapping[str, str], config_dir: Path) -> dict[str, str]:
+    """What a run's environment must add to authenticate: nothing when ``env`` has
+    credentials, else the login's access token. Blocking (reads a file)."""
+    if any(env.get(name) for name in ENV_CREDENTIALS):
+        return {}
+    try:
+        login = json.loads((config_dir / ".credentials.json").read_text())
+        token = login["claudeAiOauth"]["accessToken"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}  # the CLI reports "not logged in", mapped to claude_not_authenticated
+    return {"CLAUDE_CODE_OAUTH_TOKEN": token} if isinstance(token, str) and token else {}
 
 
 def _status(method: str, missing: list[str], found: list[str]) -> dict[str, Any]:

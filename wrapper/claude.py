@@ -1,44 +1,46 @@
 """The Claude Code backend: the only module that imports ``claude_agent_sdk``.
 
-One run = one ``ClaudeSDKClient`` (one CLI process) in a fresh scratch directory, with
-Claude Code's tools off unless the request enables them, answering one turn. Text deltas
-are handed to ``on_text`` as they arrive; the run returns an ``Outcome`` built from the
-final ``result`` message.
+One run = one ``ClaudeSDKClient`` (one CLI process) in a place (wrapper.places: its own
+cwd, HOME and CLAUDE_CONFIG_DIR), with Claude Code's tools off unless the request enables
+them, answering one turn. Text deltas are handed to ``on_text`` as they arrive; the run
+returns an ``Outcome`` built from the final ``result`` message.
 
 Client functions (OpenAI function calling; the conversion is in wrapper.tools):
 - They are the tools of an in-process SDK MCP server, under their own names
   (``FUNCTION_ENV``), so Claude calls them as real tools. Nothing runs them here: Claude
   Code asks permission for each call, and ``_Gate`` refuses it with ``interrupt``, which
   ends the run with the calls in hand; their deltas go to ``on_call`` as they stream.
-- A conversation that holds calls and results is written as a transcript in the CLI's
+- A conversation that holds calls and results is written as a transcript in the place's
   projects directory and resumed (``RESUME_ENV``): the CLI answers its last user message
   with no new prompt, so every result reaches Claude as a ``tool_result`` block.
 
 Claude Code's own tools (the policy is in wrapper.builtin): the run is offered exactly the
 effective set (``tools=``), with no allow rule, so each permission request reaches
-``_Gate``, which lets a built-in tool run when its paths stay in the scratch directory and
-denies it otherwise, without ending the run. Their activity is never sent to the client:
-only the assistant's text, before and after, and the client's own function calls.
+``_Gate``, which lets a built-in tool run when ``builtin.refusal`` finds nothing it names
+outside the place's cwd, and denies it otherwise, without ending the run. Their activity
+is never sent to the client: only the assistant's text, before and after, and the
+client's own function calls.
 
 Rules kept here:
+- The CLI's environment is the allowed base (``Config.claude_environment``), the place's
+  HOME and CLAUDE_CONFIG_DIR, and the credentials (wrapper.auth); nothing else.
 - SDK and OS exceptions are translated into ``wrapper.errors`` at this boundary
   (``_map_errors``); API failures, which the CLI reports as an error result rather than
-  an exception, are mapped by their HTTP status in ``_api_error``.
+  an exception, are mapped by their HTTP status in wrapper.upstream. Their raw text
+  (paths, addresses) goes to the log, not to the client.
 - A run that does not finish (client gone, timeout, shutdown) is stopped with
   ``interrupt()``, shielded and bounded, before the process is closed: measured here,
   this aborts the upstream stream and frees the CLI in about 0.1 s, where plain
   cancellation lets the CLI finish its answer and takes about 4.5 s to close.
-- The process, the scratch directory and the CLI's transcript of the run (which holds
-  the whole conversation), whether the CLI or this module wrote it, never outlive the run;
-  except a run given a ``Place`` (wrapper.sessions, wrapper.continuation), whose
-  directory and transcript belong to its owner.
+- The process and a stateless run's place (with the CLI's transcript of the run, which
+  holds the whole conversation) never outlive the run; a place given by the caller
+  (wrapper.sessions, wrapper.continuation) belongs to its owner.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
+import os
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -56,6 +58,10 @@ from claude_agent_sdk import (
     ClaudeSDKError,
     CLIConnectionError,
     CLINotFoundError,
+    HookContext,
+    HookInput,
+    HookJSONOutput,
+    HookMatcher,
     McpSdkServerConfig,
     Message,
     PermissionMode,
@@ -65,17 +71,16 @@ from claude_agent_sdk import (
     ResultMessage,
     SdkMcpTool,
     StreamEvent,
-    SystemMessage,
     TextBlock,
     ToolPermissionContext,
     ToolUseBlock,
     create_sdk_mcp_server,
-    project_key_for_directory,
 )
 
-from wrapper import builtin, errors, transcript, upstream
+from wrapper import auth, builtin, errors, places, sandbox, transcript, upstream
 from wrapper.config import Config
 from wrapper.convert import Turn
+from wrapper.places import Place
 from wrapper.tools import CallDelta, Calling, CallTracker, FunctionCall
 
 log = logging.getLogger(__name__)
@@ -96,9 +101,6 @@ RESUME_ENV = {"CLAUDE_CODE_RESUME_INTERRUPTED_TURN": "1"}
 # What Claude Code records as the refusal; the run ends right after it.
 CALL_REFUSAL = "This function is run by the API client; the run stops here for its result."
 
-# What Claude Code records when a built-in tool reaches outside the run's directory.
-OUTSIDE_REFUSAL = "Only paths inside the current working directory may be used."
-
 TextSink = Callable[[str], Awaitable[None]]
 CallSink = Callable[[CallDelta], Awaitable[None]]
 
@@ -115,55 +117,62 @@ class Outcome:
     calls: tuple[FunctionCall, ...] = ()
 
 
-@attrs.frozen
-class Place:
-    """Where a session's run works: its own directory, and the Claude session to resume.
-    The run keeps its files: they are the session (wrapper.sessions owns them)."""
-
-    cwd: Path
-    resume: str | None
-    fork: bool = False  # resume into a new Claude session, leaving ``resume`` as it was
-
-
 class Backend:
-    """Runs Claude Code turns under the server's configuration."""
+    """Runs Claude Code turns under the server's configuration, each in a place
+    (wrapper.places), through the launcher (wrapper.sandbox) when one is installed."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self, config: Config, launcher: Path | None = None, sandboxed: bool = False
+    ) -> None:
         self.config = config
+        self.launcher = launcher
+        self.sandboxed = sandboxed
+        self.cli = Path(config.cli_path) if config.cli_path else sandbox.BUNDLED_CLI
         self.live_processes = 0
 
-    def options(
-        self, turn: Turn, cwd: Path, resume: str | None, gate: _Gate, fork: bool = False
-    ) -> ClaudeAgentOptions:
-        env = dict(self.config.claude_env)
-        tools = sorted(gate.builtin)
-        functions = bool(turn.calling.functions)
-        if functions:
+    def environment(self, turn: Turn, place: Place, credentials: dict[str, str]) -> dict[str, str]:
+        """The CLI's whole environment: the allowed base, the place, the credentials."""
+        env = self.config.claude_environment()
+        env.update(credentials)
+        env.update(
+            HOME=str(place.root),
+            CLAUDE_CONFIG_DIR=str(place.config_dir),
+            WRAPPER_PLACE=str(place.root),
+        )
+        if turn.calling.functions:
             env.update(FUNCTION_ENV)
         if turn.messages:  # the transcript written for this run ends with the question
             env.update(RESUME_ENV)
+        return env
+
+    def options(
+        self, turn: Turn, place: Place, gate: _Gate, env: dict[str, str]
+    ) -> ClaudeAgentOptions:
+        tools = sorted(gate.builtin)
+        functions = bool(turn.calling.functions)
         return ClaudeAgentOptions(
             tools=tools,
             mcp_servers={CLIENT_SERVER: _client_server(turn.calling)} if functions else {},
             can_use_tool=gate if functions or tools else None,
+            # Also before every call of a built-in tool, including those the CLI would
+            # allow by itself (reads in its cwd): the gate judges what they will touch.
+            hooks={"PreToolUse": [HookMatcher(hooks=[gate.pre_tool_use], on_failure="block")]}
+            if tools
+            else None,
             permission_mode=cast("PermissionMode", self.config.permission_mode) if tools else None,
-            resume=resume,
-            fork_session=fork,
+            resume=place.resume,
+            fork_session=place.fork,
             max_turns=self.config.max_turns,
             include_partial_messages=True,
             system_prompt=turn.system_prompt,
             model=turn.model,
-            cwd=cwd,
-            cli_path=self.config.cli_path,
+            cwd=place.cwd,
+            cli_path=self.launcher or self.config.cli_path,
             env=env,
             # No user/project settings: the server's behaviour must not depend on them.
             setting_sources=[],
             stderr=_log_stderr,
         )
-
-    def project_dir(self, cwd: Path) -> Path:
-        """Where the CLI keeps the transcripts of runs in ``cwd``."""
-        return self.config.claude_config_dir() / "projects" / project_key_for_directory(cwd)
 
     async def run(
         self,
@@ -173,52 +182,51 @@ class Backend:
         place: Place | None = None,
     ) -> Outcome:
         """Answer one turn; ``on_text`` and ``on_call``, if given, get deltas as they arrive.
-        With a ``place`` (a session's), the run resumes there and leaves its files."""
+        With a ``place`` (a session's or a chain's), the run works there and leaves its
+        files; without, it gets a fresh place that is removed afterwards."""
         tools = builtin.effective(turn.calling.builtin, self.config.tools_allowed)
-        if place is not None:
-            gate = _Gate(place.cwd, frozenset(tools))
-            return await self._run(turn, gate, place.resume, set(), on_text, on_call, place.fork)
+        if not await trio.to_thread.run_sync(os.access, self.cli, os.X_OK):
+            raise errors.UpstreamError(
+                "Claude Code CLI not found (see CLAUDE_CLI_PATH).", code="claude_cli_not_found"
+            )
+        workdir = self.config.workdir
+        temporary = place is None
         try:
-            self.config.workdir.mkdir(parents=True, exist_ok=True)
-            cwd = Path(tempfile.mkdtemp(prefix="run-", dir=self.config.workdir))
-        except OSError as exc:
+            if place is None:
+                place = await trio.to_thread.run_sync(places.temporary, workdir)
+            await trio.to_thread.run_sync(places.make, place, workdir)
+        except (OSError, places.UnsafeDirectory) as exc:
+            log.error("cannot prepare a place in %s: %s", workdir, exc)
             raise errors.WrapperError(
-                f"Cannot create a working directory for Claude Code: {exc.strerror}.",
-                code="workdir_unavailable",
+                "Cannot create a working directory for Claude Code.", code="workdir_unavailable"
             ) from exc
-        projects = self.config.claude_config_dir() / "projects"
-        session_ids: set[str] = set()
         try:
-            resume = None
             if turn.messages:
-                resume = str(uuid.uuid4())
-                session_ids.add(resume)
-                await _write_transcript(turn, cwd, projects, resume)
-            gate = _Gate(cwd, frozenset(tools))
-            return await self._run(turn, gate, resume, session_ids, on_text, on_call)
+                place = attrs.evolve(place, resume=str(uuid.uuid4()))
+                await _write_transcript(turn, place)
+            credentials = await trio.to_thread.run_sync(
+                auth.cli_credentials,
+                self.config.claude_environment(),
+                self.config.claude_config_dir(),
+            )
+            env = self.environment(turn, place, credentials)
+            gate = _Gate(place.cwd, place.root, frozenset(tools))
+            run = _Run(turn.calling, gate, on_text, on_call)
+            return await self._run(turn, self.options(turn, place, gate, env), run)
         finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_remove_run_files, cwd, projects, session_ids)
+            if temporary:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(places.remove, place.root)
 
-    async def _run(
-        self,
-        turn: Turn,
-        gate: _Gate,
-        resume: str | None,
-        session_ids: set[str],
-        on_text: TextSink | None,
-        on_call: CallSink | None,
-        fork: bool = False,
-    ) -> Outcome:
-        client = ClaudeSDKClient(self.options(turn, gate.cwd, resume, gate, fork))
+    async def _run(self, turn: Turn, options: ClaudeAgentOptions, run: _Run) -> Outcome:
+        client = ClaudeSDKClient(options)
         finished = False
         self.live_processes += 1
         try:
-            with _map_errors(self.config.cli_path):
+            with _map_errors():
                 await client.connect()
                 if not turn.messages:  # a written transcript already ends with the question
                     await client.query(turn.prompt)
-                run = _Run(turn.calling, gate, session_ids, on_text, on_call)
                 outcome = await _collect(client, run)
                 finished = True
                 return outcome
@@ -240,8 +248,9 @@ class _Gate:
     message has ended.
     """
 
-    def __init__(self, cwd: Path, builtin: frozenset[str] = frozenset()) -> None:
+    def __init__(self, cwd: Path, home: Path, builtin: frozenset[str] = frozenset()) -> None:
         self.cwd = cwd
+        self.home = home  # the CLI's HOME, for the gate to expand ~ as the CLI does
         self.builtin = builtin
         self._whole: defaultdict[str, trio.Event] = defaultdict(trio.Event)
 
@@ -249,13 +258,35 @@ class _Gate:
         for tool_use_id in tool_use_ids:
             self._whole[tool_use_id].set()
 
+    async def pre_tool_use(
+        self, data: HookInput, tool_use_id: str | None, context: HookContext
+    ) -> HookJSONOutput:
+        """Refuse a built-in tool's call before the CLI's own checks, which let reads in
+        its cwd run without asking; no opinion on anything else (the client's functions)."""
+        name, arguments = data.get("tool_name"), data.get("tool_input")
+        if name not in self.builtin or not isinstance(arguments, dict):
+            return {}
+        refusal = builtin.refusal(str(name), arguments, self.cwd, self.home)
+        if refusal is None:
+            return {}
+        log.info("refused %s outside the run's directory or policy", name)
+        return {
+            "hookSpecificOutput": {
+                "hookEventName": "PreToolUse",
+                "permissionDecision": "deny",
+                "permissionDecisionReason": refusal,
+            }
+        }
+
     async def __call__(
         self, name: str, arguments: dict[str, Any], context: ToolPermissionContext
     ) -> PermissionResult:
         if name in self.builtin:
-            if builtin.confined(arguments, self.cwd):
+            refusal = builtin.refusal(name, arguments, self.cwd, self.home)
+            if refusal is None:
                 return PermissionResultAllow()
-            return PermissionResultDeny(message=OUTSIDE_REFUSAL)
+            log.info("refused %s outside the run's directory or policy", name)
+            return PermissionResultDeny(message=refusal)
         if context.tool_use_id is not None:
             await self._whole[context.tool_use_id].wait()
         return PermissionResultDeny(message=CALL_REFUSAL, interrupt=True)
@@ -273,14 +304,14 @@ async def _not_run_here(arguments: dict[str, Any]) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": CALL_REFUSAL}], "is_error": True}
 
 
-async def _write_transcript(turn: Turn, cwd: Path, projects: Path, session_id: str) -> None:
+async def _write_transcript(turn: Turn, place: Place) -> None:
+    assert place.resume is not None
     now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     text = transcript.lines(
-        turn.messages, session_id=session_id, cwd=str(cwd), model=turn.model, timestamp=now
+        turn.messages, session_id=place.resume, cwd=str(place.cwd), model=turn.model, timestamp=now
     )
-    path = projects / project_key_for_directory(cwd) / f"{session_id}.jsonl"
     try:
-        await trio.to_thread.run_sync(transcript.write, path, text)
+        await trio.to_thread.run_sync(transcript.write, place.transcript(place.resume), text)
     except OSError as exc:
         raise errors.WrapperError(
             f"Cannot write the conversation for Claude Code: {exc.strerror}.",
@@ -295,20 +326,14 @@ async def _interrupt(client: ClaudeSDKClient) -> None:
         log.debug("interrupt failed: %s", exc)
 
 
-def _remove_run_files(cwd: Path, projects: Path, session_ids: set[str]) -> None:
-    shutil.rmtree(cwd, ignore_errors=True)
-    transcript.remove(projects, session_ids)
-
-
 @attrs.define
 class _Run:
     """What the collector of one run works with, and the state it keeps."""
 
     calling: Calling
     gate: _Gate
-    session_ids: set[str]
-    on_text: TextSink | None
-    on_call: CallSink | None
+    on_text: TextSink | None = None
+    on_call: CallSink | None = None
     streamed: str = ""  # what on_text has been given
     confirmed: str = ""  # the text of the assistant messages Claude Code has confirmed
     error_kind: str | None = None
@@ -327,9 +352,7 @@ async def _collect(client: ClaudeSDKClient, run: _Run) -> Outcome:
     receive = cast("AsyncGenerator[Message, None]", client.receive_messages())
     async with aclosing(receive) as messages:
         async for message in messages:
-            if isinstance(message, SystemMessage) and message.subtype == "init":
-                run.session_ids.add(str(message.data.get("session_id")))
-            elif isinstance(message, StreamEvent) and message.parent_tool_use_id is None:
+            if isinstance(message, StreamEvent) and message.parent_tool_use_id is None:
                 await _on_event(run, message.event)
             elif isinstance(message, AssistantMessage) and message.parent_tool_use_id is None:
                 await _on_assistant(run, message)
@@ -396,21 +419,24 @@ def _text_delta(event: dict[str, Any]) -> str | None:
 
 
 @contextmanager
-def _map_errors(cli_path: str | None) -> Iterator[None]:
+def _map_errors() -> Iterator[None]:
+    """SDK and OS failures as our errors; their text (paths, addresses) goes to the log."""
     try:
         yield
     except CLINotFoundError as exc:
         log.error("Claude Code CLI not found: %s", exc)
         raise errors.UpstreamError(
-            f"Claude Code CLI not found{f' at {cli_path}' if cli_path else ''}.",
-            code="claude_cli_not_found",
+            "Claude Code CLI not found (see CLAUDE_CLI_PATH).", code="claude_cli_not_found"
         ) from exc
     except CLIConnectionError as exc:
-        raise errors.UpstreamError(f"Could not talk to Claude Code: {exc}") from exc
+        log.error("could not talk to Claude Code: %s", exc)
+        raise errors.UpstreamError("Could not talk to Claude Code.") from exc
     except ClaudeSDKError as exc:
-        raise errors.UpstreamError(f"Claude Code failed: {str(exc)[:300]}") from exc
+        log.error("Claude Code failed: %s", exc)
+        raise errors.UpstreamError(f"Claude Code failed: {upstream.scrub(str(exc))}") from exc
     except OSError as exc:
-        raise errors.UpstreamError(f"Could not start Claude Code: {exc.strerror}") from exc
+        log.error("could not start Claude Code: %s", exc)
+        raise errors.UpstreamError(f"Could not start Claude Code: {exc.strerror}.") from exc
 
 
 def _log_stderr(line: str) -> None:

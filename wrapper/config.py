@@ -1,9 +1,14 @@
 """The one frozen ``Config``, built once from command-line flags, the environment and ``.env``.
 
 Precedence: flag > environment > ``.env`` file > default. Nothing else in the package reads
-``os.environ``: modules get what they need from ``Config``. The Claude Code CLI inherits
-the server's environment (that is how ``ANTHROPIC_API_KEY``, Bedrock and Vertex settings
-reach it); ``claude_env`` adds to it.
+``os.environ``: modules get what they need from ``Config``.
+
+The Claude Code CLI gets only what it needs (``claude_environment``): the variables of
+``CLI_ENV_NAMES`` and ``CLI_ENV_PREFIXES`` (Claude Code's own, the Anthropic API's,
+Bedrock's, Vertex's, proxies, certificates, locale), from the server's environment and
+``.env``. The server's own settings (``API_KEYS``...), unrelated ``.env`` entries and
+systemd's variables never reach it; ``python -m wrapper`` even drops them from its own
+environment once the Config is built, since the SDK passes the server's environment on.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,28 @@ DEFAULT_MODELS = (
 # (and is refused as root), plan would run nothing.
 PERMISSION_MODES = ("default", "acceptEdits")
 
+# What the CLI may inherit (wrapper.places sets HOME and CLAUDE_CONFIG_DIR per run).
+CLI_ENV_NAMES = frozenset(
+    {
+        "PATH", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "TMPDIR",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
+        "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE",
+        "CLOUD_ML_REGION", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT",
+        "DISABLE_TELEMETRY", "DISABLE_AUTOUPDATER", "DISABLE_ERROR_REPORTING",
+        "DISABLE_COST_WARNINGS", "DISABLE_PROMPT_CACHING", "MAX_THINKING_TOKENS",
+        "BASH_DEFAULT_TIMEOUT_MS", "BASH_MAX_TIMEOUT_MS", "MCP_TIMEOUT", "MCP_TOOL_TIMEOUT",
+        "IS_SANDBOX",
+    }
+)  # fmt: skip
+CLI_ENV_PREFIXES = ("ANTHROPIC_", "CLAUDE_CODE_", "AWS_", "VERTEX_REGION_", "LC_")
+
+
+def cli_variable(name: str) -> bool:
+    """Whether the CLI may inherit the environment variable ``name``."""
+    return name in CLI_ENV_NAMES or name.startswith(CLI_ENV_PREFIXES)
+
+
 # Requests per minute and burst per route class, as the seed documented them.
 DEFAULT_RATE_LIMITS = {
     "chat": (10.0, 10.0),
@@ -52,10 +78,18 @@ class Config:
     cli_path: str | None = None
     default_model: str = "claude-sonnet-4-5"
     models: tuple[str, ...] = DEFAULT_MODELS
+    # Where the session table lives and, by default, the workdir (both survive restarts).
+    state_dir: Path = attrs.field(
+        factory=lambda: Path.home() / ".local" / "state" / "claude-wrapper"
+    )
     # Whole-request budget for one Claude Code run; the seed's MAX_TIMEOUT default.
     timeout: float = 600.0
-    # Each run gets a fresh scratch directory below this one, removed afterwards.
-    workdir: Path = attrs.field(factory=lambda: Path(tempfile.gettempdir()) / "claude-wrapper")
+    # Private (0700) parent of every place a run works in (wrapper.places): a fresh one per
+    # stateless run, removed afterwards; one per session and continuation chain. Never in a
+    # shared /tmp by default: the state directory's ``work``.
+    workdir: Path = attrs.field(
+        default=attrs.Factory(lambda self: self.state_dir / "work", takes_self=True)
+    )
     # 10 MiB: room for long conversations; far above what a chat turn needs.
     max_body_bytes: int = 10 * 1024 * 1024
     # Under the 30-60 s idle timeouts of common proxies and load balancers.
@@ -69,8 +103,11 @@ class Config:
     # Turns per run; with tools off a run is one turn, the cap matters once tools are on.
     max_turns: int = 10
     log_level: str = "INFO"
-    # Extra environment for the CLI, on top of the server's own.
+    # Environment for the CLI on top of the server's own (.env entries); both are filtered
+    # by ``cli_variable``.
     claude_env: Mapping[str, str] = attrs.field(factory=dict)
+    # Bubblewrap around each CLI process (wrapper.sandbox): auto (when it works), bwrap, off.
+    sandbox: str = "auto"
     # Client keys; empty: no key protection (the interactive prompt may add one).
     api_keys: tuple[str, ...] = ()
     rate_limit_enabled: bool = True
@@ -100,25 +137,26 @@ class Config:
     log_format: str = "plain"
     # systemd's notification socket (Type=notify); set by systemd, not by hand.
     notify_socket: str | None = None
-    # Where the session table lives (must survive restarts, unlike workdir's scratch dirs).
-    state_dir: Path = attrs.field(
-        factory=lambda: Path.home() / ".local" / "state" / "claude-wrapper"
-    )
     # Seconds a session may stay idle before the reaper removes it and its files.
     session_ttl: float = 3600.0
     # Resume the Claude session of a stateless conversation this server answered before.
     session_auto_continue: bool = True
 
     def claude_environment(self) -> dict[str, str]:
-        """The environment the CLI runs with: the server's, plus ``claude_env``."""
-        return {**os.environ, **self.claude_env}
+        """The environment every CLI process starts from: the allowed variables of the
+        server's environment and ``claude_env``."""
+        return {k: v for k, v in {**os.environ, **self.claude_env}.items() if cli_variable(k)}
+
+    def home(self) -> Path:
+        """The server's own home (its ``claude`` login lives there, out of runs' reach)."""
+        return Path({**os.environ, **self.claude_env}.get("HOME") or Path.home())
 
     def claude_config_dir(self) -> Path:
-        """Where the CLI keeps its state and transcripts, given the environment it gets."""
-        env = self.claude_environment()
+        """Where the server's ``claude`` login is kept (CLAUDE_CONFIG_DIR or ~/.claude)."""
+        env = {**os.environ, **self.claude_env}
         if env.get("CLAUDE_CONFIG_DIR"):
             return Path(env["CLAUDE_CONFIG_DIR"])
-        return Path(env.get("HOME") or Path.home()) / ".claude"
+        return self.home() / ".claude"
 
 
 class ConfigError(Exception):
@@ -309,6 +347,10 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         kwargs["workdir"] = Path(workdir)
     if (allowed := get("CLAUDE_TOOLS_ALLOWED")) is not None:
         kwargs["tools_allowed"] = _tools(allowed)
+    if (sandbox := get("SANDBOX")) is not None:
+        if sandbox.lower() not in ("auto", "bwrap", "off"):
+            raise ConfigError(f"SANDBOX={sandbox!r}: expected auto, bwrap or off")
+        kwargs["sandbox"] = sandbox.lower()
     if (mode := get("CLAUDE_PERMISSION_MODE")) is not None:
         if mode not in PERMISSION_MODES:
             raise ConfigError(
@@ -347,6 +389,11 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if (state := _state_dir(get)) is not None:
         kwargs["state_dir"] = state
     # .env settings the process environment does not override reach the CLI too
-    # (ANTHROPIC_API_KEY, CLAUDE_CODE_USE_BEDROCK... are commonly kept there).
-    kwargs["claude_env"] = {k: v for k, v in dotenv.items() if k not in process_env}
+    # (ANTHROPIC_API_KEY, CLAUDE_CODE_USE_BEDROCK... are commonly kept there), when allowed.
+    # HOME is kept for claude_config_dir (the login); runs get a HOME of their own.
+    kwargs["claude_env"] = {
+        k: v
+        for k, v in dotenv.items()
+        if k not in process_env and (cli_variable(k) or k in ("HOME", "CLAUDE_CONFIG_DIR"))
+    }
     return Config(**kwargs)

@@ -13,7 +13,7 @@ Rules kept here:
 - A continuation always forks (``fork_session``): the answered session stays as it was, so
   a regenerate or an edited branch from the same point is never a wrong continuation.
   History that matches nothing starts a fresh run with the whole history, as before.
-- The runs of one conversation share a directory (``<workdir>/chains/<random>``); its
+- The runs of one conversation share a place (``<workdir>/chains/<random>``); its
   transcripts stay until no conversation of the chain was used for ``SESSION_TTL``,
   then the reaper (wrapper.sessions) removes them. A vanished transcript means a fresh run.
 - Only plain conversations: function calling and Claude Code's tools run as before.
@@ -32,10 +32,12 @@ from pathlib import Path
 import attrs
 import trio
 
-from wrapper.claude import Backend, CallSink, Outcome, Place, TextSink
+from wrapper import places
+from wrapper.claude import Backend, CallSink, Outcome, TextSink
 from wrapper.config import Config
 from wrapper.convert import Turn
-from wrapper.sessions import Sessions, remove_files
+from wrapper.places import Place
+from wrapper.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +68,12 @@ class Continuations:
         found = await self.sessions.stored(store.continuation, history_key(earlier), time.time())
         if found is None:
             return None
-        claude_session_id, cwd = found
-        path = self.backend.project_dir(Path(cwd)) / f"{claude_session_id}.jsonl"
-        if not await trio.to_thread.run_sync(path.is_file):
+        claude_session_id, root = found
+        place = Place(Path(root), claude_session_id, fork=True)
+        if not await trio.to_thread.run_sync(place.transcript(claude_session_id).is_file):
             log.info("continuation transcript gone; answering with the whole history")
             return None
-        return Place(Path(cwd), claude_session_id, fork=True)
+        return place
 
     async def run(
         self,
@@ -88,11 +90,8 @@ class Continuations:
             place = Place(self.config.workdir / "chains" / uuid.uuid4().hex, None)
         else:
             turn = attrs.evolve(turn, prompt=current)
-        cwd = place.cwd
-        project = self.backend.project_dir(cwd)
         kept = False
         try:
-            await trio.to_thread.run_sync(lambda: cwd.mkdir(parents=True, exist_ok=True))
             outcome = await self.backend.run(turn, on_text, on_call, place)
             if outcome.text and not outcome.calls:
                 key = history_key([*conversation, ("assistant", outcome.text)])
@@ -101,7 +100,7 @@ class Continuations:
                         self.sessions.store.record_continuation,
                         key,
                         outcome.session_id,
-                        str(cwd),
+                        str(place.root),
                         time.time(),
                     )
                 kept = True
@@ -109,4 +108,4 @@ class Continuations:
         finally:
             if fresh and not kept:  # nothing can continue it: leave nothing behind
                 with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(remove_files, cwd, project)
+                    await trio.to_thread.run_sync(places.remove, place.root)

@@ -22,6 +22,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from wrapper import places, sandbox
 from wrapper.app import App, Router
 from wrapper.claude import Backend
 from wrapper.config import Config
@@ -39,7 +40,14 @@ class PortInUse(Exception):
 
 
 def build_app(config: Config) -> App:
-    return App(config, Backend(config), Router(routes(config)))
+    """The app and its backend; first the private directories and the CLI's launcher.
+    Raises ``UnsafeDirectory`` or ``SandboxUnavailable`` (one line for the operator)."""
+    places.check_private(config.state_dir)
+    places.check_private(config.workdir)
+    hidden = [config.workdir, config.state_dir, config.home(), config.claude_config_dir()]
+    launcher, sandboxed = sandbox.install(config.sandbox, config.cli_path, config.state_dir, hidden)
+    log.info("Claude Code runs %s", "in a bubblewrap sandbox" if sandboxed else "unsandboxed")
+    return App(config, Backend(config, launcher, sandboxed), Router(routes(config)))
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:

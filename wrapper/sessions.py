@@ -1,9 +1,10 @@
 """Sessions: conversations the server keeps, so a client sends only the new turn.
 
-A session is a row in the store (wrapper.session_store), a working directory of its own
-(``<workdir>/sessions/<sha256 of the id>``, never shared) and the Claude Code transcript
-of that directory, which each turn resumes (``resume=<claude session id>``): Claude gets
-its earlier turns as real messages, with its own context intact, even after a restart.
+A session is a row in the store (wrapper.session_store), a place of its own
+(wrapper.places: ``<workdir>/sessions/<sha256 of the id>``, never shared) and the Claude
+Code transcript kept in that place, which each turn resumes (``resume=<claude session
+id>``): Claude gets its earlier turns as real messages, with its own context intact, even
+after a restart.
 
 Rules kept here:
 - Turns of one session are ordered: a per-session ``trio.Lock``; a second request waits
@@ -38,10 +39,11 @@ from typing import Any, TypeVar
 import attrs
 import trio
 
-from wrapper import errors
-from wrapper.claude import Backend, CallSink, Outcome, Place, TextSink
+from wrapper import errors, places
+from wrapper.claude import Backend, CallSink, Outcome, TextSink
 from wrapper.config import Config
 from wrapper.convert import Turn, usage_from
+from wrapper.places import Place
 from wrapper.session_store import SessionRow, Store, TurnRecord
 
 log = logging.getLogger(__name__)
@@ -76,8 +78,7 @@ def session_id_of(body: str | None, header: str | None) -> str | None:
 class _Snapshot:
     """A session's files before a run: what a failed run is rolled back to."""
 
-    cwd: Path
-    project: Path
+    place: Place
     fresh: bool  # no turn stored yet: a failure removes everything
     before: frozenset[Path]
     saved: tuple[Path, bytes] | None
@@ -148,12 +149,11 @@ class Sessions:
             )
         async with self._locked(session_id):
             row = await self.stored(self.store.get, session_id)
-            cwd = Path(row.cwd) if row else self.directory(session_id)
-            resume = row.claude_session_id if row else None
-            project = self.backend.project_dir(cwd)
-            snapshot = await trio.to_thread.run_sync(_snapshot, cwd, project, resume)
+            root = Path(row.cwd) if row else self.directory(session_id)
+            place = Place(root, row.claude_session_id if row else None)
+            snapshot = await trio.to_thread.run_sync(_snapshot, place, self.config.workdir)
             try:
-                outcome = await self.backend.run(turn, on_text, on_call, Place(cwd, resume))
+                outcome = await self.backend.run(turn, on_text, on_call, place)
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(_restore, snapshot)
@@ -168,7 +168,9 @@ class Sessions:
                 cost_usd=outcome.cost_usd or 0.0,
             )
             with trio.CancelScope(shield=True):  # the answer exists: keep it
-                await self.stored(self.store.record_turn, session_id, str(cwd), record, time.time())
+                await self.stored(
+                    self.store.record_turn, session_id, str(root), record, time.time()
+                )
             self.count += row is None
             return outcome
 
@@ -179,17 +181,15 @@ class Sessions:
 
     async def _remove(self, row: SessionRow) -> None:
         await self.stored(self.store.delete, row.id)
-        cwd = Path(row.cwd)
-        await trio.to_thread.run_sync(remove_files, cwd, self.backend.project_dir(cwd))
+        await trio.to_thread.run_sync(places.remove, Path(row.cwd))
         self.count = max(0, self.count - 1)
 
     async def sweep(self) -> int:
         """Remove sessions idle for longer than the TTL; skip those in use."""
         expired = await self.stored(self.store.expired, time.time() - self.config.session_ttl)
         chains = await self.stored(self.store.expire_chains, time.time() - self.config.session_ttl)
-        for chain in chains:  # automatic continuation's directories (wrapper.continuation)
-            cwd = Path(chain)
-            await trio.to_thread.run_sync(remove_files, cwd, self.backend.project_dir(cwd))
+        for chain in chains:  # automatic continuation's places (wrapper.continuation)
+            await trio.to_thread.run_sync(places.remove, Path(chain))
         removed = 0
         for row in expired:
             if row.id in self._locks:  # a turn is running or waiting: it renews the session
@@ -214,11 +214,11 @@ class Sessions:
                 await self.sweep()
 
 
-def _snapshot(cwd: Path, project: Path, resume: str | None) -> _Snapshot:
-    cwd.mkdir(parents=True, exist_ok=True)
+def _snapshot(place: Place, workdir: Path) -> _Snapshot:
+    places.make(place, workdir)
     saved = None
-    if resume is not None:
-        path = project / f"{resume}.jsonl"
+    if place.resume is not None:
+        path = place.transcript(place.resume)
         try:
             saved = (path, path.read_bytes())
         except FileNotFoundError:
@@ -228,23 +228,19 @@ def _snapshot(cwd: Path, project: Path, resume: str | None) -> _Snapshot:
                 param="session_id",
                 code="session_transcript_missing",
             ) from None
+    project = place.project
     before = frozenset(project.glob("*.jsonl")) if project.is_dir() else frozenset()
-    return _Snapshot(cwd, project, resume is None, before, saved)
+    return _Snapshot(place, place.resume is None, before, saved)
 
 
 def _restore(snapshot: _Snapshot) -> None:
     if snapshot.fresh:
-        remove_files(snapshot.cwd, snapshot.project)
+        places.remove(snapshot.place.root)
         return
-    for path in snapshot.project.glob("*.jsonl"):
+    for path in snapshot.place.project.glob("*.jsonl"):
         if path not in snapshot.before:
             path.unlink(missing_ok=True)
             shutil.rmtree(path.with_suffix(""), ignore_errors=True)
     if snapshot.saved is not None:
         path, data = snapshot.saved
         path.write_bytes(data)
-
-
-def remove_files(cwd: Path, project: Path) -> None:
-    shutil.rmtree(cwd, ignore_errors=True)
-    shutil.rmtree(project, ignore_errors=True)
