@@ -744,6 +744,28 @@ async def test_nginx_flood_guard(
         assert "strict-transport-security" in response.headers
 
 
+async def test_nginx_passes_host_and_the_wrapper_must_know_the_name(
+    start_server: Callable[..., Any], cert: Cert, tmp_path: Path
+) -> None:
+    # nginx sends its server_name on (Host $host): a wrapper not told the name refuses it.
+    [name] = nginx_directive("server_name")[:1]
+    results = []
+    for told in ((), (name,)):
+        server = await start_server(allowed_hosts=told)
+        directory = tmp_path / f"told-{len(told)}"
+        directory.mkdir()
+        async with (
+            nginx_in_front([server], cert, directory) as nginx,
+            httpx.AsyncClient(base_url=nginx.https, verify=nginx.tls, timeout=30) as http,
+        ):
+            with trio.fail_after(30):
+                results.append(await http.get("/v1/models", headers={"host": name}))
+    untold, told_response = results
+    assert untold.status_code == 421
+    assert untold.json()["error"]["code"] == "host_not_allowed"
+    assert told_response.status_code == 200
+
+
 async def test_session_header_pins_an_instance(
     start_server: Callable[..., Any], cert: Cert, tmp_path: Path
 ) -> None:

@@ -23,6 +23,8 @@ from tests.mock_anthropic import MockAnthropic
 
 MODEL = "claude-sonnet-4-5"
 USER_HI = {"role": "user", "content": "hi"}
+# What every body here is declared as (anything else is a 415: see tests/test_guard.py).
+JSON_TYPE = {"content-type": "application/json"}
 # What generated request ids look like: "req_" and 12 random bytes in hex.
 GENERATED_ID_LENGTH = len("req_") + 24
 
@@ -243,7 +245,7 @@ async def test_sane_request_id_is_echoed(
 ) -> None:
     with trio.fail_after(30):
         response = await http.request(
-            method, path, content=content, headers={"x-request-id": request_id}
+            method, path, content=content, headers={"x-request-id": request_id, **JSON_TYPE}
         )
     assert response.status_code == status
     assert response.headers.get_list("x-request-id") == [request_id]
@@ -259,7 +261,8 @@ async def test_insane_or_missing_request_id_is_replaced(
     content: bytes | None,
     status: int,
 ) -> None:
-    headers = [] if request_id is None else [(b"x-request-id", request_id.encode())]
+    headers = [(b"content-type", b"application/json")]
+    headers += [] if request_id is None else [(b"x-request-id", request_id.encode())]
     with trio.fail_after(30):
         response = await http.request(method, path, content=content, headers=headers)
     assert response.status_code == status
@@ -358,7 +361,7 @@ async def test_body_limit(
             response = await http.post(
                 "/v1/chat/completions",
                 content=content if transfer == "content-length" else Chunked(content),
-                headers={"x-request-id": "big-body"},
+                headers={"x-request-id": "big-body", **JSON_TYPE},
             )
     if status == 400:
         check_envelope(response, 400, code="invalid_json")
@@ -379,7 +382,9 @@ async def test_body_limit_leaves_the_server_usable(
     with trio.fail_after(30):
         server: Server = await start_server(max_body_bytes=LIMIT)
         async with server.http() as http:
-            refused = await http.post("/v1/chat/completions", content=Chunked(b"x" * 5000))
+            refused = await http.post(
+                "/v1/chat/completions", content=Chunked(b"x" * 5000), headers=JSON_TYPE
+            )
             health = await http.get("/health")
     assert refused.status_code == 413
     assert health.status_code == 200

@@ -88,7 +88,15 @@ PROXY = parse_networks(["127.0.0.1", "10.0.0.0/8"])
         ("127.0.0.1", "1.2.3.4, 10.1.1.1", "1.2.3.4"),  # skip trusted hops from the right
         ("127.0.0.1", "10.2.2.2, 10.1.1.1", "10.2.2.2"),
         ("127.0.0.1", "", "127.0.0.1"),
-        ("127.0.0.1", "not-an-ip", "not-an-ip"),
+        # Not an address: never the client; the walk stops there.
+        ("127.0.0.1", "not-an-ip", "127.0.0.1"),
+        ("127.0.0.1", "1.2.3.4, evil\nline", "127.0.0.1"),
+        ("127.0.0.1", "6.6.6.6, unknown, 10.1.1.1", "10.1.1.1"),
+        ("127.0.0.1", "_hidden, 1.2.3.4", "1.2.3.4"),
+        # Ports, as some proxies append them, and IPv6 in canonical form.
+        ("127.0.0.1", "1.2.3.4:5678", "1.2.3.4"),
+        ("127.0.0.1", "[2001:DB8::1]:443", "2001:db8::1"),
+        ("127.0.0.1", "2001:db8:0::1", "2001:db8::1"),
     ],
 )
 def test_client_address(peer: str, forwarded: str | None, client: str) -> None:
@@ -241,7 +249,8 @@ async def test_client_trickling_its_body_gets_408(
     host, port = server.url.removeprefix("http://").split(":")
     stream = await trio.open_tcp_stream(host, int(port))
     await stream.send_all(
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{"
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        b"content-type: application/json\r\ncontent-length: 100\r\n\r\n{"
     )  # and stalls; the autojump clock runs ahead while everyone waits
     started = trio.current_time()
     received = b""

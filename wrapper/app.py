@@ -1,22 +1,28 @@
 """The ASGI application: route table, request ids, the request nursery, errors -> envelope.
 
 Order of work for each HTTP request:
-1. a CORS preflight (``OPTIONS``) on a known path is answered here when CORS is on;
-2. route ``(method, path)`` -> handler, or 404 / 405 (with ``Allow``);
-3. refuse new work with 503 while the server drains for shutdown;
-4. the API key, when keys are configured (every route but the public ``/health``);
-5. the client's token bucket for the route's class (429 with ``Retry-After``);
-6. read the body under the configured limit (413 past it);
-7. for routes that run Claude Code, a slot under the concurrency cap (503 when the
+1. ``Host`` must name this server (``wrapper.guard``: 400 when missing or malformed, 421
+   for another name), before anything else, preflights included;
+2. a CORS preflight (``OPTIONS``) on a known path is answered here when CORS is on;
+3. route ``(method, path)`` -> handler, or 404 / 405 (with ``Allow``);
+4. a ``POST`` body must be declared ``application/json`` (415, ``wrapper.guard``);
+5. refuse new work with 503 while the server drains for shutdown;
+6. the API key, when keys are configured (every route but the public ``/health``): an
+   address that sent too many wrong keys gets 429 before its key is even compared, and
+   each wrong key counts against its address, never against anyone else;
+7. the client's token bucket for the route's class (429 with ``Retry-After``);
+8. read the body under the configured limit (413 past it);
+9. for routes that run Claude Code, a slot under the concurrency cap (503 when the
    queue is full too);
-8. run the handler in a nursery beside a watcher of ``receive()``: when the client
+10. run the handler in a nursery beside a watcher of ``receive()``: when the client
    disconnects the watcher cancels the nursery, which stops the Claude Code run at once;
-9. any ``WrapperError`` becomes the OpenAI envelope here, and an unexpected exception a
+11. any ``WrapperError`` becomes the OpenAI envelope here, and an unexpected exception a
    logged 500 envelope. Handlers that already started a streamed response report their
    own errors in-stream.
 Every response carries ``x-request-id`` (the client's, when it sent a sane one). One
 access-log line per request: method, path, status, duration, client, model and tokens
-when a handler reports them; never content, keys or tokens.
+when a handler reports them; never content, keys or tokens (``wrapper.logs`` escapes what
+a client wrote into it).
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ import attrs
 import trio
 
 from wrapper import errors
-from wrapper.auth import check_key
+from wrapper.auth import check_key, presented_key
 from wrapper.claude import Backend
 from wrapper.config import Config
 from wrapper.continuation import Continuations
+from wrapper.guard import check_host, check_media_type
 from wrapper.http import (
     ClientGone,
     Receive,
@@ -278,27 +285,21 @@ class App:
         started: Callable[[], bool],
     ) -> None:
         try:
+            check_host(scope, self.config.host, self.config.allowed_hosts)
             if scope["method"] == "OPTIONS" and self._is_preflight(scope):
                 await send_empty(send, 204, {**headers, **self._preflight_headers(scope)})
                 return
             route, params = self.router.match(scope["method"], scope["path"])
             log_fields["route"] = route.path
+            check_media_type(scope)
             if self.draining:
                 raise errors.ShuttingDown("The server is shutting down.", retry_after=5)
             if self.config.api_keys and not route.public:
-                key = check_key(
-                    self.config.api_keys,
-                    header(scope, "authorization"),
-                    header(scope, "x-api-key"),
-                )
+                key = self._authenticate(scope, client)
                 # Bucket per key; a digest, so the table never holds key material.
                 client = "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
             if route.limit is not None and self.config.rate_limit_enabled:
-                try:
-                    decision = self.limiter.check(route.limit, client)
-                except errors.RateLimited:
-                    log_fields["limited"] = True  # for the metrics: not an upstream 429
-                    raise
+                decision = self.limiter.check(route.limit, client)
                 if route.runs_claude:
                     headers.update(decision.headers())
             body = await read_body(
@@ -307,6 +308,8 @@ class App:
         except ClientGone:
             return
         except errors.WrapperError as exc:
+            # For the metrics: this server's own 429, not an upstream one.
+            log_fields["limited"] = isinstance(exc, errors.RateLimited)
             await send_error(send, exc, headers)
             return
         request = Request(self, scope, send, params, body, headers, log_fields)
@@ -317,6 +320,20 @@ class App:
             else:
                 await _respond(route.handler, request, started)
             nursery.cancel_scope.cancel()
+
+    def _authenticate(self, scope: Scope, address: str) -> str:
+        """The configured key the client sent. The compare is what a guesser needs, so an
+        address out of failures is refused before it; only a wrong key (not a missing
+        one) is a failure, charged to the address that sent it."""
+        what = "Too many wrong API keys from this address"
+        self.limiter.check("auth_failure", address, cost=0, what=what)
+        authorization, x_api_key = header(scope, "authorization"), header(scope, "x-api-key")
+        try:
+            return check_key(self.config.api_keys, authorization, x_api_key)
+        except errors.InvalidApiKey:
+            if presented_key(authorization, x_api_key) is not None:
+                self.limiter.check("auth_failure", address, what=what)
+            raise
 
     def _cors_headers(self, scope: Scope) -> dict[str, str]:
         origin = header(scope, "origin")

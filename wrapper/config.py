@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from wrapper.builtin import DEFAULT_ALLOWED, KNOWN
+from wrapper.guard import NAME_RE
 
 # Current Claude models and the CLI's aliases; the CLI passes any other id through as-is.
 DEFAULT_MODELS = (
@@ -61,13 +62,24 @@ def cli_variable(name: str) -> bool:
     return name in CLI_ENV_NAMES or name.startswith(CLI_ENV_PREFIXES)
 
 
-# Requests per minute and burst per route class, as the seed documented them.
+# Requests per minute and burst per route class: the first four as the seed documented.
 DEFAULT_RATE_LIMITS = {
     "chat": (10.0, 10.0),
     "debug": (2.0, 2.0),
     "auth": (10.0, 10.0),
     "health": (30.0, 30.0),
+    # Read-only routes (models, tools, sessions, metrics): 2/s sustained is a dashboard
+    # polling every second with room to spare, and stops a tight loop (thousands/s).
+    "read": (120.0, 120.0),
+    # Wrong API keys per address (not requests): 10 slips (a stale key, retries), then one
+    # guess a minute, 1,440 a day; fail2ban's default (5 per 10 min) is of that order.
+    "auth_failure": (1.0, 10.0),
 }
+
+
+def _rate_limits(limits: Mapping[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+    """Every route class has a limit: the classes ``limits`` leaves out keep the defaults."""
+    return {**DEFAULT_RATE_LIMITS, **limits}
 
 
 @attrs.frozen(kw_only=True)
@@ -113,7 +125,7 @@ class Config:
     rate_limit_enabled: bool = True
     # Route class -> (requests per minute, burst). The seed's defaults.
     rate_limits: Mapping[str, tuple[float, float]] = attrs.field(
-        factory=lambda: dict(DEFAULT_RATE_LIMITS)
+        factory=lambda: dict(DEFAULT_RATE_LIMITS), converter=_rate_limits
     )
     # Peers whose X-Forwarded-For is believed (a reverse proxy on the same host, say).
     trusted_proxies: tuple[str, ...] = ()
@@ -121,6 +133,9 @@ class Config:
     # 2 GB machine. Requests beyond wait in a queue of bounded length, then get 503.
     max_concurrent_runs: int = 4
     max_queued_runs: int = 16
+    # Host names answered besides addresses, localhost and HOST (wrapper.guard): a name
+    # ("api.example.com"), a domain and its subdomains (".example.com"), or "*" for any.
+    allowed_hosts: tuple[str, ...] = ()
     # Origins allowed by CORS; empty: no CORS headers at all.
     cors_origins: tuple[str, ...] = ()
     # POST /v1/debug/request exists only when this is on.
@@ -232,6 +247,17 @@ def _list(raw: str) -> tuple[str, ...]:
     """Comma-separated, or a JSON-style list as the seed's CORS_ORIGINS=["*"]."""
     raw = raw.strip().removeprefix("[").removesuffix("]")
     return tuple(item.strip().strip("'\"") for item in raw.split(",") if item.strip())
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    """``ALLOWED_HOSTS``: host names, ``.domain`` for a domain and its subdomains, or ``*``."""
+    hosts = tuple(h.lower().removesuffix(".") for h in _list(raw))
+    for host in hosts:
+        if host != "*" and not NAME_RE.fullmatch(host.removeprefix(".")):
+            raise ConfigError(
+                f"ALLOWED_HOSTS: {host!r} is not a host name, '.domain' or '*' (no scheme or port)"
+            )
+    return hosts
 
 
 def _tools(raw: str) -> tuple[str, ...]:
@@ -373,6 +399,8 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     kwargs["rate_limits"] = limits
     if (proxies := get("TRUSTED_PROXIES")) is not None:
         kwargs["trusted_proxies"] = _list(proxies)
+    if (hosts := get("ALLOWED_HOSTS")) is not None:
+        kwargs["allowed_hosts"] = _hosts(hosts)
     if (origins := get("CORS_ORIGINS")) is not None:
         kwargs["cors_origins"] = _list(origins)
     if (debug := get("DEBUG_MODE")) is not None:

@@ -200,3 +200,27 @@ class SessionConflict(WrapperError):
     status = 409
     type = "invalid_request_error"
     code = "session_conflict"
+
+
+class UnsupportedMediaType(WrapperError):
+    """Raised when a POST body is not declared ``application/json`` (see wrapper.guard)."""
+
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class InvalidHost(WrapperError):
+    """Raised when the ``Host`` header is missing (HTTP/1.1 and later), repeated or not a host."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_host"
+
+
+class HostNotAllowed(WrapperError):
+    """Raised when ``Host`` names a host this server does not answer to (DNS rebinding)."""
+
+    status = 421
+    type = "invalid_request_error"
+    code = "host_not_allowed"

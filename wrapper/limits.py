@@ -9,7 +9,10 @@ Rules kept here:
   ``max_clients`` small entries.
 - A client is its API key when it sent a valid one, else its address; ``X-Forwarded-For``
   is believed only when the peer is a configured proxy, and then the address read is the
-  last one not itself a trusted proxy.
+  last one not itself a trusted proxy. A hop that is not an address ends the walk there
+  (the address reached so far counts), so a client's text never becomes its identity.
+- ``check`` with ``cost=0`` only asks: it refuses an empty bucket but takes nothing. Failed
+  API keys use that: asked before the compare, charged after a wrong key.
 - At most ``max_concurrent`` Claude Code runs at once; up to ``max_queued`` more wait;
   beyond that a request is refused at once with 503 instead of piling up.
 """
@@ -33,6 +36,7 @@ MAX_CLIENTS = 10_000
 SWEEP_INTERVAL = 60.0
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @attrs.define
@@ -71,8 +75,11 @@ class RateLimiter:
         self.max_clients = max_clients
         self.buckets: OrderedDict[tuple[str, str], Bucket] = OrderedDict()
 
-    def check(self, route_class: str, client: str) -> Decision:
-        """Take one token, or raise ``RateLimited`` with the wait until one is there."""
+    def check(
+        self, route_class: str, client: str, *, cost: int = 1, what: str = "Rate limit exceeded"
+    ) -> Decision:
+        """Take ``cost`` tokens, or raise ``RateLimited`` (its message opening with ``what``)
+        with the wait until one is there."""
         per_minute, burst = self.limits[route_class]
         rate = per_minute / 60.0
         now = self.clock()
@@ -86,11 +93,11 @@ class RateLimiter:
         if bucket.tokens < 1:
             wait = math.ceil((1 - bucket.tokens) / rate)
             raise RateLimited(
-                f"Rate limit exceeded. Try again in {wait} second{'s' if wait != 1 else ''}.",
+                f"{what}. Try again in {wait} second{'s' if wait != 1 else ''}.",
                 retry_after=wait,
                 headers=Decision(int(burst), 0, (burst - bucket.tokens) / rate).headers(),
             )
-        bucket.tokens -= 1
+        bucket.tokens -= cost
         return Decision(int(burst), int(bucket.tokens), (burst - bucket.tokens) / rate)
 
     def sweep(self) -> None:
@@ -117,20 +124,32 @@ def parse_networks(specs: Iterable[str]) -> tuple[Network, ...]:
 def client_address(peer: str, forwarded_for: str | None, proxies: tuple[Network, ...]) -> str:
     """The client's address: the peer's, or from X-Forwarded-For behind a trusted proxy."""
 
-    def trusted(address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in proxies)
+    def trusted(ip: Address | None) -> bool:
+        return ip is not None and any(ip in network for network in proxies)
 
-    if not forwarded_for or not trusted(peer):
+    if not forwarded_for or not trusted(_address(peer)):
         return peer
-    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
-    for hop in reversed(hops):
-        if not trusted(hop):
-            return hop
-    return hops[0] if hops else peer
+    client = peer
+    for hop in reversed([hop.strip() for hop in forwarded_for.split(",") if hop.strip()]):
+        ip = _address(hop)
+        if ip is None:  # what a trusted proxy did not write: nothing left of it is believed
+            break
+        client = str(ip)
+        if not trusted(ip):
+            break
+    return client
+
+
+def _address(hop: str) -> Address | None:
+    """An address as proxies write it: bare, ``1.2.3.4:5678`` or ``[2001:db8::1]:5678``."""
+    if hop.startswith("[") and "]" in hop:
+        hop = hop[1 : hop.index("]")]
+    elif hop.count(":") == 1:
+        hop = hop.partition(":")[0]
+    try:
+        return ipaddress.ip_address(hop)
+    except ValueError:
+        return None
 
 
 class RunGate:
