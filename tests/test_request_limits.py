@@ -228,3 +228,19 @@ def test_schema_helper() -> None:
         MAX_DEPTH,
         MAX_DEPTH + 1,
     ]
+
+
+async def test_a_client_gone_mid_parse_frees_the_parser(start_server: Any) -> None:
+    """A client that leaves while its body is parsed in the worker thread: the request
+    unwinds once the parse ends, and the next large body is parsed as usual."""
+    server: Server = await start_server(rate_limit_enabled=False)
+    body = worst_body(server.config.max_body_bytes)
+    headers = {"content-type": "application/json"}
+    async with server.http() as http:
+        with trio.move_on_after(0.5) as gave_up:
+            await http.post(CHAT, content=body, headers=headers)
+        assert gave_up.cancelled_caught
+        with trio.fail_after(30):
+            response = await http.post(CHAT, content=body, headers=headers)
+        assert response.status_code == 400
+        assert response.json()["error"]["param"] == f"messages[{MAX_MESSAGES - 1}].content"
