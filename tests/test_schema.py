@@ -31,8 +31,19 @@ from wrapper.schema import (
     ToolCallFunction,
     ToolDefinition,
     Usage,
+    decode_chat_request,
     parse_chat_request,
     to_json,
+)
+from wrapper.strict import MAX_DEPTH
+from wrapper.unapplied import (
+    Audio,
+    JSONSchemaFormat,
+    PredictedText,
+    Prediction,
+    ResponseFormat,
+    VoiceId,
+    WebSearchOptions,
 )
 
 USER_HI = {"role": "user", "content": "hi"}
@@ -159,7 +170,7 @@ def test_message_shapes(message: dict[str, Any], expected: Message) -> None:
         (
             {"stream_options": {"include_usage": True, "include_obfuscation": False}},
             "stream_options",
-            StreamOptions(include_usage=True),
+            StreamOptions(include_usage=True, include_obfuscation=False),
         ),
         ({"stop": "END"}, "stop", "END"),
         ({"stop": ["a", "b"]}, "stop", ["a", "b"]),
@@ -169,14 +180,48 @@ def test_message_shapes(message: dict[str, Any], expected: Message) -> None:
         ({"enable_tools": False}, "enable_tools", False),
         ({"allowed_tools": ["Read", "Bash"]}, "allowed_tools", ["Read", "Bash"]),
         ({"disallowed_tools": []}, "disallowed_tools", []),
-        # Unknown fields that clients send are ignored, whatever their type.
-        ({"seed": 7, "logprobs": False, "store": True}, "model", "claude-sonnet-4"),
+        # Unknown fields are ignored, whatever their type.
+        ({"x_future": {}, "seeds": "7", "logprob": [1]}, "model", "claude-sonnet-4"),
+        ({"seed": 7}, "seed", 7),
+        ({"logprobs": False, "top_logprobs": 20}, "top_logprobs", 20),
+        ({"store": True}, "store", True),
+        ({"metadata": {"k": "v"}, "reasoning_effort": "low"}, "metadata", {"k": "v"}),
+        # Enumerations are checked for type only: OpenAI adds values every few months.
+        ({"reasoning_effort": "ultra"}, "reasoning_effort", "ultra"),
+        ({"presence_penalty": -2, "frequency_penalty": 2}, "presence_penalty", -2.0),
+        ({"logit_bias": {"50256": -100, "11": 100}}, "logit_bias", {"50256": -100, "11": 100}),
+        ({"temperature": 2, "top_p": 1}, "temperature", 2.0),
+        ({"modalities": ["text"]}, "modalities", ["text"]),
         (
-            {"metadata": {"k": "v"}, "reasoning_effort": "low"},
-            "model",
-            "claude-sonnet-4",
+            {"audio": {"format": "wav", "voice": "alloy"}},
+            "audio",
+            Audio(format="wav", voice="alloy"),
         ),
-        ({"presence_penalty": 0.5, "prediction": {"type": "content"}}, "n", None),
+        (
+            {"audio": {"format": "mp3", "voice": {"id": "voice_1"}}},
+            "audio",
+            Audio(format="mp3", voice=VoiceId(id="voice_1")),
+        ),
+        (
+            {"prediction": {"type": "content", "content": [{"type": "text", "text": "x"}]}},
+            "prediction",
+            Prediction(type="content", content=[PredictedText(type="text", text="x")]),
+        ),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "n", "schema": {}},
+                }
+            },
+            "response_format",
+            ResponseFormat(type="json_schema", json_schema=JSONSchemaFormat(name="n", schema={})),
+        ),
+        ({"web_search_options": {}}, "web_search_options", WebSearchOptions()),
+        ({"service_tier": "flex", "verbosity": "low"}, "verbosity", "low"),
+        ({"safety_identifier": "u" * 128}, "safety_identifier", "u" * 128),
+        ({"model": "m" * 256}, "model", "m" * 256),
+        ({"stop": ["a", "b", "c", "d"]}, "stop", ["a", "b", "c", "d"]),
         ({"tools": None}, "tools", None),
         ({"tools": []}, "tools", []),
         (
@@ -361,6 +406,113 @@ BAD = [
     (body(stop=5), "stop", "expected a string or a list of strings, got an integer"),
     (body(stop=["a", 3]), "stop[1]", "expected a string, got an integer"),
     (body(user=5), "user", "expected a string, got an integer"),
+    # Known fields this server does not apply still have OpenAI's types and ranges.
+    (body(presence_penalty={}), "presence_penalty", "expected a number, got an object"),
+    (body(frequency_penalty=-2.5), "frequency_penalty", "a number from -2 to 2, got -2.5"),
+    (body(presence_penalty=3), "presence_penalty", "a number from -2 to 2, got 3"),
+    (body(temperature=2.5), "temperature", "expected a number from 0 to 2, got 2.5"),
+    (body(temperature=-0.1), "temperature", "from 0 to 2, got -0.1"),
+    (body(top_p=1.01), "top_p", "expected a number from 0 to 1, got 1.01"),
+    (body(seed={}), "seed", "expected an integer, got an object"),
+    (body(seed=1.5), "seed", "expected an integer, got a decimal number"),
+    (body(top_logprobs=21), "top_logprobs", "expected an integer from 0 to 20, got 21"),
+    (body(logprobs=1), "logprobs", "expected a boolean, got an integer"),
+    (body(store="yes"), "store", "expected a boolean, got a string"),
+    (body(logit_bias=[]), "logit_bias", "expected an object, got an array"),
+    (body(logit_bias={"50256": 101}), "logit_bias.50256", "from -100 to 100, got 101"),
+    (body(logit_bias={"11": 0.5}), "logit_bias.11", "expected an integer, got a decimal"),
+    (body(metadata=[]), "metadata", "expected an object, got an array"),
+    (body(metadata={"k": 1}), "metadata.k", "expected a string, got an integer"),
+    (
+        body(metadata={f"k{i}": "v" for i in range(17)}),
+        "metadata",
+        "expected at most 16 pairs, got 17",
+    ),
+    (body(metadata={"k" * 65: "v"}), "metadata", "keys are at most 64 characters, got 65"),
+    (body(metadata={"k": "v" * 513}), "metadata.k", "at most 512 characters, got 513"),
+    (body(modalities="text"), "modalities", "expected an array, got a string"),
+    (body(modalities=["text", 1]), "modalities[1]", "expected a string, got an integer"),
+    (body(reasoning_effort=1), "reasoning_effort", "expected a string, got an integer"),
+    (body(service_tier={}), "service_tier", "expected a string, got an object"),
+    (body(verbosity=[]), "verbosity", "expected a string, got an array"),
+    (body(prompt_cache_key=1), "prompt_cache_key", "expected a string, got an integer"),
+    (body(prompt_cache_retention=24), "prompt_cache_retention", "expected a string"),
+    (body(prompt_cache_options={"mode": 1}), "prompt_cache_options.mode", "a string"),
+    (body(safety_identifier="u" * 129), "safety_identifier", "at most 128 characters"),
+    (body(audio="alloy"), "audio", "expected an object, got a string"),
+    (body(audio={"voice": "alloy"}), "audio.format", "Missing required parameter"),
+    (
+        body(audio={"format": "wav", "voice": 3}),
+        "audio.voice",
+        "expected a string or an object with an 'id', got an integer",
+    ),
+    (body(audio={"format": "wav", "voice": {}}), "audio.voice.id", "Missing required"),
+    (body(response_format="json"), "response_format", "expected an object, got a string"),
+    (body(response_format={}), "response_format.type", "Missing required parameter"),
+    (
+        body(response_format={"type": "json_schema", "json_schema": {"schema": {}}}),
+        "response_format.json_schema.name",
+        "Missing required parameter",
+    ),
+    (
+        body(response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": []}}),
+        "response_format.json_schema.schema",
+        "expected an object, got an array",
+    ),
+    (
+        body(prediction={"type": "content", "content": 3}),
+        "prediction.content",
+        "expected a string or a list of text parts, got an integer",
+    ),
+    (body(prediction={"content": "x"}), "prediction.type", "Missing required parameter"),
+    (
+        body(web_search_options={"user_location": {"type": "approximate"}}),
+        "web_search_options.user_location.approximate",
+        "Missing required parameter",
+    ),
+    (
+        body(web_search_options={"search_context_size": 2}),
+        "web_search_options.search_context_size",
+        "expected a string, got an integer",
+    ),
+    (body(moderation={}), "moderation.model", "Missing required parameter"),
+    (
+        body(moderation={"model": "m", "policy": {"input": {"mode": 1}}}),
+        "moderation.policy.input.mode",
+        "expected a string, got an integer",
+    ),
+    (
+        body(stream_options={"include_obfuscation": "no"}),
+        "stream_options.include_obfuscation",
+        "expected a boolean, got a string",
+    ),
+    (
+        body(messages=[{"role": "assistant", "refusal": 1}, USER_HI]),
+        "messages[0].refusal",
+        "expected a string, got an integer",
+    ),
+    (
+        body(messages=[{"role": "assistant", "audio": "a"}, USER_HI]),
+        "messages[0].audio",
+        "expected an object, got a string",
+    ),
+    # Caps: OpenAI's numbers, measured before any item is structured.
+    (body(model="m" * 257), "model", "string too long, expected at most 256 characters, got 257"),
+    (
+        body(messages=[USER_HI] * 2049),
+        "messages",
+        "array too long, expected at most 2048 items, got 2049",
+    ),
+    (body(tools=[{}] * 129), "tools", "array too long, expected at most 128 items, got 129"),
+    (body(functions=[{}] * 129), "functions", "expected at most 128 items, got 129"),
+    (body(allowed_tools=["Read"] * 129), "allowed_tools", "expected at most 128 items"),
+    (body(disallowed_tools=["Read"] * 129), "disallowed_tools", "expected at most 128 items"),
+    (body(stop=["a"] * 5), "stop", "array too long, expected at most 4 items, got 5"),
+    (
+        body(messages=[{"role": "user", "content": [{"type": "text", "text": ""}] * 2049}]),
+        "messages[0].content",
+        "array too long, expected at most 2048 items, got 2049",
+    ),
     (body(stream_options=[]), "stream_options", "expected an object, got an array"),
     (
         body(stream_options={"include_usage": "yes"}),
@@ -655,3 +807,73 @@ def test_model_list() -> None:
 def test_model_is_optional(request_body: dict[str, Any]) -> None:
     # Missing or null model: the handler substitutes the server's default model.
     assert parse_chat_request(request_body).model is None
+
+
+@pytest.mark.parametrize(
+    ("request_body", "code"),
+    [
+        (body(tools=[{}] * 129), "array_above_max_length"),
+        (body(messages=[USER_HI] * 2049), "array_above_max_length"),
+        (body(model="m" * 257), "string_above_max_length"),
+        (body(temperature=3), None),
+    ],
+)
+def test_caps_carry_openai_codes(request_body: dict[str, Any], code: str | None) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_chat_request(request_body)
+    assert caught.value.envelope()["error"]["code"] == code
+
+
+def test_caps_are_inclusive() -> None:
+    tool = {"type": "function", "function": {"name": "f"}}
+    parsed = parse_chat_request(
+        body(messages=[USER_HI] * 2048, tools=[tool] * 128, functions=None, stop=["x"] * 4)
+    )
+    assert len(parsed.messages) == 2048
+    assert parsed.tools is not None and len(parsed.tools) == 128
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """A JSON Schema whose arrays and objects nest ``depth`` levels."""
+    schema: dict[str, Any] = {"type": "object"}
+    for _ in range(depth - 1):
+        schema = {"a": schema}
+    return schema
+
+
+def test_free_form_values_nest_at_most_max_depth() -> None:
+    tool = {"type": "function", "function": {"name": "f", "parameters": nested(MAX_DEPTH)}}
+    assert parse_chat_request(body(tools=[tool])).tools is not None
+    tool["function"]["parameters"] = nested(MAX_DEPTH + 1)
+    with pytest.raises(InvalidRequest) as caught:
+        parse_chat_request(body(tools=[tool]))
+    assert caught.value.param == "tools[0].function.parameters"
+    assert f"nested deeper than {MAX_DEPTH} levels" in caught.value.message
+
+
+# --- the raw body --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "words"),
+    [
+        (b"{", "not valid JSON"),
+        (b'{"messages": NaN}', "NaN is not valid JSON"),
+        (b"\xff", "not valid JSON"),
+        # CPython's decoder raises RecursionError past ~1,000 levels.
+        (b"[" * 100_000, "nests arrays and objects too deeply"),
+        (b"[" * 1_000 + b"]" * 1_000, "nests arrays and objects too deeply"),
+        (b'{"x": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_001, "too deeply"),
+    ],
+)
+def test_undecodable_bodies_are_invalid_json(raw: bytes, words: str) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        decode_chat_request(raw)
+    assert caught.value.envelope()["error"]["code"] == "invalid_json"
+    assert words in caught.value.message
+    assert caught.value.status == 400
+
+
+def test_deep_unknown_fields_within_the_decoder_are_ignored() -> None:
+    raw = b'{"messages": [{"role": "user", "content": "hi"}], "x": ' + b"[" * 500 + b"]" * 500
+    assert decode_chat_request(raw + b"}").messages == [Message(role="user", content="hi")]

@@ -4,9 +4,14 @@ OpenAI -> Claude:
 - ``system`` and ``developer`` messages, in order, become the run's system prompt, followed
   by what ``tool_choice`` asks of Claude (wrapper.tools).
 - The last message must come from the user, or be a function's result: it is the turn
-  Claude answers. In a plain conversation every message before it (except
-  system/developer) is rendered into the prompt as a tagged transcript, so Claude sees the
-  whole conversation even though each run starts a fresh CLI session.
+  Claude answers, and a user's must hold some text (whitespace is not a question, and the
+  API refuses whitespace-only text). In a plain conversation every message before it
+  (except system/developer) is rendered into the prompt as a tagged transcript, so Claude
+  sees the whole conversation even though each run starts a fresh CLI session.
+- No text can forge that transcript's structure: inside a rendered prompt, anything in a
+  message that reads as one of its tags (``<user>``, ``</assistant >``, ``< /USER``...)
+  has its ``<`` escaped, so the only tags Claude sees are the ones rendered here. A prompt
+  with no earlier turns carries no tags and is the message as sent.
 - A conversation that holds function calls and results is given to Claude as real
   messages instead (``Turn.messages``, resumed as a Claude Code transcript), so each
   result reaches Claude as the ``tool_result`` of its ``tool_use``.
@@ -19,6 +24,7 @@ are mapped here and nowhere else.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import attrs
@@ -41,12 +47,16 @@ from wrapper.schema import (
     ToolCall,
     ToolCallFunction,
     Usage,
+    decode_chat_request,
 )
 from wrapper.tools import CallDelta, Calling, FunctionCall
 
 SYSTEM_ROLES = frozenset({"system", "developer"})
 # Roles that may end a conversation: a question, or a function's result.
 LAST_ROLES = frozenset({"user", "tool", "function"})
+# The start of anything that could read as one of render_prompt's tags, whatever the case
+# or spacing; its "<" is escaped. Over-matching (`<user-id>`) costs one "&lt;", no meaning.
+FORGED_TAG = re.compile(r"<(?=\s*/?\s*(?:conversation_history|user|assistant)\b)", re.IGNORECASE)
 
 # Claude stop_reason -> OpenAI finish_reason. Unknown reasons map to "stop".
 FINISH_REASONS = {
@@ -118,6 +128,12 @@ def to_turn(request: ChatRequest, default_model: str) -> Turn:
             " end the conversation too.)",
             param=f"messages[{last}].role",
         )
+    if request.messages[last].role == "user" and not entries[-1][2].strip():
+        raise InvalidRequest(
+            f"The last message has no text to answer: 'messages[{last}].content' is empty"
+            " or only whitespace.",
+            param=f"messages[{last}].content",
+        )
     if calling.instruction:
         system.append(calling.instruction)
     system_prompt = "\n\n".join(system) if system else None
@@ -141,9 +157,29 @@ def render_prompt(earlier: list[tuple[str, str]], current: str) -> str:
         return current
     lines = ["<conversation_history>"]
     for role, text in earlier:
-        lines += [f"<{role}>", text, f"</{role}>"]
-    lines += ["</conversation_history>", "", current]
+        lines += [f"<{role}>", _escape(text), f"</{role}>"]
+    lines += ["</conversation_history>", "", _escape(current)]
     return "\n".join(lines)
+
+
+def _escape(text: str) -> str:
+    return FORGED_TAG.sub("&lt;", text)
+
+
+@attrs.frozen
+class Parsed:
+    """A chat request body, parsed and turned into the run it asks for."""
+
+    request: ChatRequest
+    turn: Turn
+    conversation: list[tuple[str, str]]
+
+
+def parse(body: bytes, default_model: str) -> Parsed:
+    """The raw body -> request, turn and conversation: all the CPU work a request costs
+    before it runs (the handler may do it off the event loop). Refuses bad input."""
+    request = decode_chat_request(body)
+    return Parsed(request, to_turn(request, default_model), conversation(request))
 
 
 def finish_reason(stop_reason: str | None) -> str:

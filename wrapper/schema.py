@@ -9,8 +9,15 @@ Rules kept here:
   is never a string, a bool is never a number (and vice versa). The one widening OpenAI
   itself allows is an integer where a float is expected (``"temperature": 1``).
 - Tolerant of what is merely unknown: extra keys, at any depth, are ignored, because
-  clients add fields every month (``seed``, ``metadata``, ``reasoning_effort`` ...).
-  ``null`` is accepted for every optional field.
+  clients add fields every month. ``null`` is accepted for every optional field.
+- Every field OpenAI's reference knows is typed, applied or not (the unapplied ones'
+  shapes are in wrapper.unapplied), and OpenAI's ranges and caps hold: ``temperature``
+  0 to 2, at most 2,048 messages and 128 tools... (the constants below), each refused
+  with a 400 naming the field. A capped array is measured before its items are
+  structured, so no check grows faster than the body.
+- ``decode_chat_request`` takes the raw body: invalid JSON, and JSON nested deeper than
+  the decoder goes, is a 400 ``invalid_json``, never a ``RecursionError``; a body with
+  more than ``MAX_JSON_VALUES`` values is refused before it is decoded at all.
 - Every failure is an ``InvalidRequest`` whose ``param`` is the OpenAI-style path of the
   first bad field (``messages[0].content``) and whose message names that path. No cattrs
   or attrs exception leaves this module.
@@ -18,6 +25,8 @@ Rules kept here:
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -27,12 +36,25 @@ from cattrs.gen import make_dict_unstructure_fn, override
 from wrapper.errors import InvalidRequest
 from wrapper.strict import (
     Refused,
+    at_most,
+    between,
     converter,
     json_name,
     object_hook,
+    short_str,
     str_or_list,
+    string_map,
     to_invalid_request,
     wrong_type,
+)
+from wrapper.unapplied import (
+    Audio,
+    MessageAudio,
+    Moderation,
+    Prediction,
+    PromptCacheOptions,
+    ResponseFormat,
+    WebSearchOptions,
 )
 
 T = TypeVar("T")
@@ -43,6 +65,35 @@ ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 # tool_choice and the legacy function_call, when given as a string.
 TOOL_CHOICES = ("none", "auto", "required")
 FUNCTION_CALLS = ("none", "auto")
+
+# Caps on arrays, with OpenAI's own numbers wherever it publishes one, so that a client
+# that works against OpenAI works here, and no request's parsing grows without bound.
+# OpenAI: "'$.messages' is too long. Maximum length is 2048" (its 400, as quoted at
+# https://portkey.ai/error-library/length-limit-error-10026).
+MAX_MESSAGES = 2048
+# OpenAI: "Invalid 'tools': array too long. Expected an array with maximum length 128"
+# (https://docs.katalon.com/katalon-studio/troubleshooting/troubleshoot-studioassist-issues/invalid-tools-array-too-long);
+# the legacy `functions` and our `allowed_tools`/`disallowed_tools` (names of Claude
+# Code's ~20 tools) get the same cap.
+MAX_TOOLS = 128
+# OpenAI publishes no cap on a message's content parts: the messages cap, since parts are
+# the same kind of list one level down (the body limit bounds the product).
+MAX_PARTS = 2048
+# OpenAI: "Up to 4 sequences" (the `stop` parameter).
+MAX_STOP = 4
+# Model ids are ~30 characters (`claude-sonnet-4-5-20250929`), Bedrock inference-profile
+# ARNs ~100; the id becomes one CLI argument (Linux caps one at 128 KiB) and a log field.
+MAX_MODEL_CHARS = 256
+# OpenAI's `metadata`: "Set of 16 key-value pairs ... Keys ... maximum length of 64
+# characters. Values ... maximum length of 512 characters."
+MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
+# OpenAI's `safety_identifier`: "a maximum length of 128 characters".
+MAX_SAFETY_IDENTIFIER = 128
+# JSON values in one body. CPython's decoder holds the GIL for its whole run, worker thread
+# or not, at ~0.25 us a value (measured, 10 MiB of `[],`: 1.8 s): this keeps the longest
+# hold near 0.25 s. A real request is mostly text; the worst one the caps above let
+# through, with the smallest content parts, reaches it at about 8 MB.
+MAX_JSON_VALUES = 1_000_000
 
 
 # --- request side -------------------------------------------------------------------
@@ -86,6 +137,9 @@ class Message:
     tool_call_id: str | None = None
     # Legacy: an assistant's single call, answered by a "function" message.
     function_call: ToolCallFunction | None = None
+    # Accepted and ignored (an assistant's earlier refusal and audio answer).
+    refusal: str | None = None
+    audio: MessageAudio | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -120,6 +174,7 @@ class NamedToolChoice:
 @attrs.frozen(kw_only=True)
 class StreamOptions:
     include_usage: bool | None = None
+    include_obfuscation: bool | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -146,6 +201,28 @@ class ChatRequest:
     parallel_tool_calls: bool | None = None
     functions: list[FunctionDefinition] | None = None
     function_call: str | FunctionName | None = None
+    # Known to OpenAI, accepted, not applied: typed and range-checked all the same.
+    audio: Audio | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    logit_bias: dict[str, int] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    metadata: dict[str, str] | None = None
+    modalities: list[str] | None = None
+    moderation: Moderation | None = None
+    prediction: Prediction | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_options: PromptCacheOptions | None = None
+    prompt_cache_retention: str | None = None
+    reasoning_effort: str | None = None
+    response_format: ResponseFormat | None = None
+    safety_identifier: str | None = None
+    seed: int | None = None
+    service_tier: str | None = None
+    store: bool | None = None
+    verbosity: str | None = None
+    web_search_options: WebSearchOptions | None = None
 
 
 # --- response side ------------------------------------------------------------------
@@ -295,8 +372,14 @@ def _structure_message(value: object, _: object) -> Message:
     return message
 
 
+_messages = at_most(list[Message], MAX_MESSAGES)
+
+
 def _structure_messages(value: object, _: object) -> list[Message]:
-    messages = converter.structure(value, list[Message])
+    if value is None:
+        raise wrong_type("an array", value)
+    messages = _messages(value, None)
+    assert isinstance(messages, list)
     if not messages:
         raise Refused("value", "expected at least one message, got an empty array")
     return messages
@@ -345,7 +428,7 @@ _structure_message_fields = object_hook(
     Message,
     role=override(struct_hook=_structure_role),
     content=override(
-        struct_hook=str_or_list(list[ContentPart], "a string or a list of content parts")
+        struct_hook=str_or_list(list[ContentPart], "a string or a list of content parts", MAX_PARTS)
     ),
 )
 converter.register_structure_hook(Message, _structure_message)
@@ -354,10 +437,30 @@ converter.register_structure_hook(
     object_hook(
         ChatRequest,
         messages=override(struct_hook=_structure_messages),
+        model=override(struct_hook=short_str(MAX_MODEL_CHARS)),
         n=override(struct_hook=_structure_n),
-        stop=override(struct_hook=str_or_list(list[str], "a string or a list of strings")),
+        stop=override(
+            struct_hook=str_or_list(list[str], "a string or a list of strings", MAX_STOP)
+        ),
+        tools=override(struct_hook=at_most(list[ToolDefinition], MAX_TOOLS)),
+        functions=override(struct_hook=at_most(list[FunctionDefinition], MAX_TOOLS)),
+        allowed_tools=override(struct_hook=at_most(list[str], MAX_TOOLS)),
+        disallowed_tools=override(struct_hook=at_most(list[str], MAX_TOOLS)),
         tool_choice=override(struct_hook=_one_of(TOOL_CHOICES, NamedToolChoice)),
         function_call=override(struct_hook=_one_of(FUNCTION_CALLS, FunctionName)),
+        # OpenAI's ranges, from its reference.
+        temperature=override(struct_hook=between(0, 2)),
+        top_p=override(struct_hook=between(0, 1)),
+        frequency_penalty=override(struct_hook=between(-2, 2)),
+        presence_penalty=override(struct_hook=between(-2, 2)),
+        top_logprobs=override(struct_hook=between(0, 20, int)),
+        logit_bias=override(struct_hook=string_map(between(-100, 100, int))),
+        metadata=override(
+            struct_hook=string_map(
+                short_str(MAX_METADATA_VALUE), MAX_METADATA_PAIRS, MAX_METADATA_KEY
+            )
+        ),
+        safety_identifier=override(struct_hook=short_str(MAX_SAFETY_IDENTIFIER)),
     ),
 )
 # Leaves first: a generated function looks up the hooks of its fields when it is made.
@@ -378,6 +481,44 @@ for _cls in (ChatCompletion, ChatCompletionChunk):
     converter.register_unstructure_hook(
         _cls, make_dict_unstructure_fn(_cls, converter, cost_usd=override(omit_if_default=True))
     )
+
+
+def decode_chat_request(body: bytes) -> ChatRequest:
+    """Decode and structure a raw request body; raises ``InvalidRequest`` for a body that
+    is not JSON (code ``invalid_json``), holds too many values, or has a bad field."""
+    values = json_values(body)
+    if values > MAX_JSON_VALUES:
+        raise InvalidRequest(
+            f"The request body holds too many JSON values: up to {values:,} (counting its"
+            f" ',', '[' and '{{'), and this server decodes at most {MAX_JSON_VALUES:,}.",
+            code="too_many_values",
+        )
+    try:
+        decoded = json.loads(body, parse_constant=_refuse_constant)
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer over 4,300 digits
+        raise InvalidRequest(
+            f"The request body is not valid JSON: {exc}.", code="invalid_json"
+        ) from exc
+    except RecursionError as exc:
+        # CPython's decoder spends a stack frame per array or object it is inside, up to
+        # the recursion limit (1,000, less the caller's frames).
+        raise InvalidRequest(
+            "The request body nests arrays and objects too deeply to be decoded"
+            f" (the limit is about {sys.getrecursionlimit()} levels).",
+            code="invalid_json",
+        ) from exc
+    return parse_chat_request(decoded)
+
+
+def json_values(body: bytes) -> int:
+    """An upper bound on the values a JSON text holds, in C-speed passes over its bytes
+    (every value but a container's first follows a ',')."""
+    return body.count(b",") + body.count(b"[") + body.count(b"{")
+
+
+def _refuse_constant(name: str) -> object:
+    # Python's json accepts NaN and Infinity; JSON (RFC 8259) does not.
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
 def parse_chat_request(body: object) -> ChatRequest:

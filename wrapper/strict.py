@@ -11,6 +11,11 @@ Rules kept here:
   where a float is expected (``"temperature": 1``).
 - Every hook checks the JSON type before anything else, so an error blames the field that
   is wrong, not the first field of the class it sits in.
+- Every check is linear in the size of the value, and a capped array is measured before
+  any of its items is structured, so a huge array costs its length check and no more.
+- A free-form value (a function's JSON Schema, kept as sent) may nest at most
+  ``MAX_DEPTH`` levels: code downstream that walks or re-serializes it recursively
+  (json.dumps, the SDK's MCP server) can then never meet a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ from wrapper.errors import InvalidRequest
 
 T = TypeVar("T")
 
+# Containers within one free-form value; serde_json's default recursion limit. Real tool
+# schemas nest a few levels (OpenAI's strict mode allows 10 schema levels, ~20 of these),
+# and it stays far below CPython's recursion limit of 1,000.
+MAX_DEPTH = 128
+
 
 @attrs.define(auto_exc=True)
 class Refused(Exception):
@@ -36,6 +46,8 @@ class Refused(Exception):
     kind: Literal["type", "value", "missing"]
     detail: str = ""
     field: str = ""
+    # The OpenAI error code, where OpenAI has one for this failure.
+    code: str | None = None
 
 
 _JSON_NAMES: dict[type, str] = {
@@ -78,7 +90,7 @@ def to_invalid_request(exc: BaseException) -> InvalidRequest:
         return InvalidRequest(f"Missing required parameter: '{path}'.", param=path)
     if isinstance(exc, Refused):
         message = f"Invalid {exc.kind} for '{path}': {exc.detail}."
-        return InvalidRequest(message, param=path)
+        return InvalidRequest(message, param=path, code=exc.code)
     return InvalidRequest(f"Invalid value for '{path}'.", param=path)
 
 
@@ -128,13 +140,123 @@ def object_hook(cl: type[T], **overrides: Any) -> Callable[[object, object], T]:
     return hook
 
 
-def str_or_list(items: Any, expected: str) -> Callable[[object, object], object]:
+def _too_long(value: object, most: int | None) -> None:
+    if most is not None and type(value) is list and len(value) > most:
+        # OpenAI's own wording and code for the same failure.
+        detail = f"array too long, expected at most {most} items, got {len(value)}"
+        raise Refused("value", detail, code="array_above_max_length")
+
+
+def at_most(items: Any, most: int) -> Callable[[object, object], object]:
+    """An array of at most ``most`` items (``items`` is its list type), or null."""
+
+    def hook(value: object, _: object) -> object:
+        if value is None:
+            return None
+        _too_long(value, most)
+        return converter.structure(value, items)
+
+    return hook
+
+
+def str_or_list(
+    items: Any, expected: str, most: int | None = None
+) -> Callable[[object, object], object]:
     def hook(value: object, _: object) -> object:
         if value is None or type(value) is str:
             return value
         if type(value) is list:
+            _too_long(value, most)
             return converter.structure(value, items)
         raise wrong_type(expected, value)
+
+    return hook
+
+
+def short_str(most: int) -> Callable[[object, object], str | None]:
+    """A string of at most ``most`` characters, or null."""
+
+    def hook(value: object, _: object) -> str | None:
+        if value is None:
+            return None
+        text = converter.structure(value, str)
+        if len(text) > most:
+            detail = f"string too long, expected at most {most} characters, got {len(text)}"
+            raise Refused("value", detail, code="string_above_max_length")
+        return text
+
+    return hook
+
+
+def between(low: int, high: int, kind: type[float] | type[int] = float) -> Callable[..., object]:
+    """A number (an integer when ``kind`` is int) from ``low`` to ``high``, or null."""
+    name = "an integer" if kind is int else "a number"
+
+    def hook(value: object, _: object) -> object:
+        if value is None:
+            return None
+        number = converter.structure(value, kind)
+        if not low <= number <= high:
+            raise Refused("value", f"expected {name} from {low} to {high}, got {value}")
+        return number
+
+    return hook
+
+
+def string_map(
+    values: Callable[[object, object], object], most: int | None = None, key_chars: int = 0
+) -> Callable[[object, object], dict[str, object] | None]:
+    """An object whose keys are free strings (at most ``key_chars`` long when given) and
+    whose values pass ``values``, with at most ``most`` pairs; or null."""
+
+    def hook(value: object, _: object) -> dict[str, object] | None:
+        if value is None:
+            return None
+        if type(value) is not dict:
+            raise wrong_type("an object", value)
+        if most is not None and len(value) > most:
+            raise Refused("value", f"expected at most {most} pairs, got {len(value)}")
+        out = {}
+        for key, item in value.items():
+            if key_chars and len(key) > key_chars:
+                detail = f"keys are at most {key_chars} characters, got {len(key)}"
+                raise Refused("value", detail, code="string_above_max_length")
+            try:
+                out[key] = values(item, None)
+            except Refused as exc:
+                raise Refused(exc.kind, exc.detail, key, exc.code) from None
+        return out
+
+    return hook
+
+
+def _containers(values: Any) -> list[Any]:
+    return [v for v in values if type(v) is dict or type(v) is list]
+
+
+def deeper_than(value: object, most: int) -> bool:
+    """Whether ``value`` nests more than ``most`` arrays and objects; level by level, not
+    recursively, since the check must not be what overflows."""
+    level = _containers([value])
+    for _ in range(most):
+        level = _containers(
+            c for item in level for c in (item.values() if type(item) is dict else item)
+        )
+        if not level:
+            return False
+    return bool(level)
+
+
+def free_form(expected: type | None) -> Callable[[object, object], Any]:
+    """Any JSON value (an object when ``expected`` is dict), kept as sent: its depth is
+    the one thing checked."""
+
+    def hook(value: object, _: object) -> Any:
+        if expected is not None and type(value) is not expected:
+            raise wrong_type("an object", value)
+        if deeper_than(value, MAX_DEPTH):
+            raise Refused("value", f"nested deeper than {MAX_DEPTH} levels")
+        return value
 
     return hook
 
@@ -145,8 +267,8 @@ converter.register_structure_hook(bool, exact(bool, "a boolean"))
 converter.register_structure_hook(float, _structure_float)
 # Predicates, not class hooks: a class hook on `object` would match every type, and
 # dict[str, object] is no class at all.
-converter.register_structure_hook_func(lambda t: t is object, lambda v, _: v)
-converter.register_structure_hook_func(lambda t: t == dict[str, object], exact(dict, "an object"))
+converter.register_structure_hook_func(lambda t: t is object, free_form(None))
+converter.register_structure_hook_func(lambda t: t == dict[str, object], free_form(dict))
 converter.register_structure_hook_factory(
     lambda t: getattr(t, "__origin__", None) is list, _list_hook
 )

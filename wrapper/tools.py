@@ -46,6 +46,7 @@ from wrapper.schema import (
     Message,
     NamedToolChoice,
 )
+from wrapper.strict import MAX_DEPTH, deeper_than
 
 # OpenAI's rule for function names.
 NAME_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
@@ -135,10 +136,12 @@ def calling(request: ChatRequest) -> Calling:
         choice = request.tool_choice
         choice_param = "tool_choice"
     functions: list[Function] = []
+    names: set[str] = set()  # a set, not a scan of `functions`: the check stays linear
     for path, definition in definitions:
         function = _function(definition, path)
-        if any(f.name == function.name for f in functions):
+        if function.name in names:
             raise _invalid(f"{path}.name", f"the function {function.name!r} is defined twice")
+        names.add(function.name)
         functions.append(function)
     offered, instruction = _choose(functions, choice, choice_param)
     single = bool(offered) and (legacy or request.parallel_tool_calls is False)
@@ -322,8 +325,12 @@ def _arguments(arguments: str, param: str) -> JSONObject:
         value = json.loads(arguments)
     except json.JSONDecodeError as exc:
         raise _invalid(param, f"the arguments are not valid JSON ({exc.msg})") from exc
+    except RecursionError as exc:  # CPython's decoder: a frame per level, ~1,000 at most
+        raise _invalid(param, "the arguments nest too deeply to be decoded") from exc
     if type(value) is not dict:
         raise _invalid(param, "the arguments must be a JSON object")
+    if deeper_than(value, MAX_DEPTH):  # they go on into the transcript, as free-form JSON
+        raise _invalid(param, f"the arguments nest deeper than {MAX_DEPTH} levels")
     return value
 
 
