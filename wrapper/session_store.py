@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     PRIMARY KEY (tenant, id)
 )
 """,
+    # Listing pages walk this index: a page costs its length, not the tenant's sessions.
+    "CREATE INDEX IF NOT EXISTS sessions_by_created ON sessions (tenant, created, id)",
     # Automatic continuation: the hash of a conversation this server answered (up to and
     # including its answer, and its tenant) -> the Claude session holding it, in its
     # chain's directory.
