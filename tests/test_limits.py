@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 import trio
 import trio.lowlevel
 import trio.testing
 
-from tests.conftest import wait_for_no_cli
+from tests.conftest import transcripts, wait_for_no_cli
 from tests.mock_anthropic import MockAnthropic, Reply
-from wrapper.errors import RateLimited, ServerBusy
+from wrapper.config import load
+from wrapper.errors import RateLimited, ServerBusy, TooManyRuns
 from wrapper.limits import RateLimiter, RunGate, client_address, parse_networks
 
 
@@ -201,12 +206,12 @@ async def test_run_cap_and_bounded_queue(start_server: Any, mock: MockAnthropic)
 
 
 async def test_gate_refuses_only_when_queue_is_full() -> None:
-    gate = RunGate(max_concurrent=1, max_queued=1)
+    gate = RunGate(max_concurrent=1, max_queued=1, max_per_client=10)
     holding, release = trio.Event(), trio.Event()
     order: list[str] = []
 
     async def run(name: str, hold: trio.Event | None = None) -> None:
-        async with gate.slot():
+        async with gate.slot(name):
             order.append(name)
             if hold is not None:
                 holding.set()
@@ -220,12 +225,13 @@ async def test_gate_refuses_only_when_queue_is_full() -> None:
             while gate.waiting == 0:
                 await trio.lowlevel.checkpoint()
             with pytest.raises(ServerBusy):  # one running, one waiting: full
-                async with gate.slot():
+                async with gate.slot("third"):
                     pass
             release.set()
     assert order == ["first", "queued"]
-    async with gate.slot():  # free again once both are done
-        assert gate.waiting == 0
+    async with gate.slot("third"):  # free again once both are done
+        assert (gate.waiting, gate.running) == (0, 1)
+    assert gate.clients == {}  # a client that has no run left is forgotten
 
 
 async def test_client_stalling_in_its_headers_is_cut_off(start_server: Any) -> None:
@@ -279,3 +285,156 @@ async def test_unfinished_oversized_headers_are_refused(start_server: Any) -> No
         with trio.fail_after(10):
             fine = await http.get("/health", headers={"x-padding": "a" * 1000})
     assert fine.status_code == 200
+
+
+async def test_a_client_over_its_cap_is_refused_while_others_get_slots() -> None:
+    gate = RunGate(max_concurrent=2, max_queued=4, max_per_client=1)
+    release = trio.Event()
+
+    async def hold(client: str, task_status: trio.TaskStatus[None]) -> None:
+        async with gate.slot(client):
+            task_status.started()
+            await release.wait()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(hold, "greedy")
+            with pytest.raises(TooManyRuns) as caught:
+                async with gate.slot("greedy"):
+                    pass
+            await nursery.start(hold, "other")
+            assert (gate.running, dict(gate.clients)) == (2, {"greedy": 1, "other": 1})
+            release.set()
+    assert caught.value.status == 429
+    assert caught.value.headers()["retry-after"] == "5"
+    assert gate.clients == {}
+
+
+async def metric(http: httpx.AsyncClient, name: str, **kw: Any) -> float:
+    text = (await http.get("/metrics", **kw)).text
+    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    assert match, f"{name} not in metrics"
+    return float(match[1])
+
+
+async def wait_for_runs(mock: MockAnthropic, count: int) -> None:
+    while len(mock.messages) < count:  # noqa: ASYNC110 - the mock records; nothing to wait on
+        await trio.sleep(0.02)
+
+
+CHAT = {"messages": [{"role": "user", "content": "hi"}]}
+FUNCTIONS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+
+
+async def test_refusals_come_before_the_run_slot(
+    start_server: Any, mock: MockAnthropic, tmp_path: Path
+) -> None:
+    """Under full load (the one slot busy, no queue) each request still gets its own
+    refusal, not 503: nothing that can refuse a request waits for a slot."""
+    server = await start_server(max_concurrent_runs=1, max_queued_runs=0)
+    gone = {**CHAT, "session_id": "gone"}
+    refusals: list[tuple[dict[str, Any], tuple[int, str | None, str | None]]] = [
+        ({"content": b"{not json"}, (400, "invalid_json", None)),
+        (
+            {"json": {"messages": [{"role": "user", "content": 42}]}},
+            (400, None, "messages[0].content"),
+        ),
+        (
+            {"json": {**CHAT, "session_id": "s", "tools": FUNCTIONS}},
+            (400, "unsupported_in_session", "tools"),
+        ),
+        ({"json": {**CHAT, "session_id": "..."}}, (400, "invalid_session_id", "session_id")),
+        ({"json": gone}, (409, "session_transcript_missing", "session_id")),
+    ]
+    async with server.http() as http:
+        with trio.fail_after(60):
+            assert (await http.post("/v1/chat/completions", json=gone)).status_code == 200
+            [transcript] = transcripts(tmp_path)
+            transcript.unlink()
+            mock.default = Reply.text("slow", pieces=5, delay=0.4)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(partial(http.post, "/v1/chat/completions", json=CHAT))
+                await wait_for_runs(mock, 2)
+                busy = await http.post("/v1/chat/completions", json=CHAT)
+                assert busy.status_code == 503  # the server is full indeed
+                for request, expected in refusals:
+                    response = await http.post("/v1/chat/completions", **request)
+                    error = response.json()["error"]
+                    assert (response.status_code, error["code"], error["param"]) == expected
+                assert mock.messages[1].finished is None  # all while the slot was taken
+    assert len(mock.messages) == 2
+
+
+async def test_a_turn_waiting_for_its_session_holds_no_slot(
+    start_server: Any, mock: MockAnthropic
+) -> None:
+    server = await start_server(max_concurrent_runs=2, max_queued_runs=0)
+    mock.default = Reply.text("slow", pieces=5, delay=0.4)
+    session = {**CHAT, "session_id": "s1"}
+    statuses: list[int] = []
+
+    async def post(body: dict[str, Any]) -> None:
+        statuses.append((await http.post("/v1/chat/completions", json=body)).status_code)
+
+    async with server.http() as http:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(post, session)
+                await wait_for_runs(mock, 1)
+                nursery.start_soon(post, session)  # waits for the first turn of s1
+                # Both turns, and this scrape; the server holds no event to wait on.
+                while await metric(http, "wrapper_active_requests") < 3:  # noqa: ASYNC110
+                    await trio.sleep(0.02)
+                nursery.start_soon(post, CHAT)  # gets the second slot meanwhile
+                await wait_for_runs(mock, 2)
+                gauges = [
+                    await metric(http, f"wrapper_{g}") for g in ("active_runs", "queued_runs")
+                ]
+            first, stateless, second = mock.messages
+    assert statuses.count(200) == 3
+    assert gauges == [2, 0]
+    assert first.finished is not None and stateless.started < first.finished
+    assert second.started >= first.finished  # the session's turns in order
+
+
+async def test_one_client_cannot_take_every_slot(start_server: Any, mock: MockAnthropic) -> None:
+    keys = ("greedy-key-1", "modest-key-2")
+    server = await start_server(
+        api_keys=keys, max_concurrent_runs=3, max_queued_runs=0, max_runs_per_client=2
+    )
+    mock.default = Reply.text("slow", pieces=5, delay=0.4)
+    greedy, modest = ({"x-api-key": key} for key in keys)
+    statuses: list[int] = []
+
+    async def post(headers: dict[str, str]) -> None:
+        response = await http.post("/v1/chat/completions", json=CHAT, headers=headers)
+        statuses.append(response.status_code)
+
+    async with server.http() as http:
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(post, greedy)
+                nursery.start_soon(post, greedy)
+                await wait_for_runs(mock, 2)
+                refused = await http.post("/v1/chat/completions", json=CHAT, headers=greedy)
+                served = await http.post("/v1/chat/completions", json=CHAT, headers=modest)
+            limited = await metric(http, "wrapper_rate_limited_total", headers=modest)
+    assert (refused.status_code, served.status_code, statuses) == (429, 200, [200, 200])
+    assert refused.headers["retry-after"] == "5"
+    error = refused.json()["error"]
+    assert (error["type"], error["code"], error["retry_after"]) == (
+        "rate_limit_exceeded",
+        "too_many_concurrent_runs",
+        5,
+    )
+    assert limited == 1  # counted as the server's own refusal, not upstream's
+    first, _, modest_run = mock.messages
+    assert first.finished is not None
+    assert modest_run.started < first.finished  # served beside the greedy runs
+
+
+def test_runs_per_client_setting() -> None:
+    assert load(["--env-file", "/nonexistent"], {}).max_runs_per_client == 4
+    assert (
+        load(["--env-file", "/nonexistent"], {"MAX_RUNS_PER_CLIENT": "1"}).max_runs_per_client == 1
+    )

@@ -107,6 +107,10 @@ async def test_header_alone_names_the_session(server: Server, mock: MockAnthropi
         ("a" * 129, None),
         ("has space", None),
         ("a/b", None),
+        # Only dots: path steps to URLs and proxies.
+        (".", None),
+        ("..", None),
+        (None, "..."),
         (None, "bad id!"),
         ("same", "other"),
     ],
@@ -137,7 +141,7 @@ async def test_endpoints(server: Server, mock: MockAnthropic, tmp_path: Path) ->
         metrics = (await http.get("/metrics")).text
         assert "\nwrapper_sessions 2\n" in metrics
         for method in ("GET", "DELETE"):
-            for unknown in ("nope", "bad%20id"):
+            for unknown in ("nope", "bad%20id", "...", "%2E%2E", "%2e"):
                 missing = await http.request(method, f"/v1/sessions/{unknown}")
                 assert missing.status_code == 404
                 assert missing.json()["error"]["code"] == "session_not_found"

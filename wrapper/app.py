@@ -12,13 +12,15 @@ Order of work for each HTTP request:
    each wrong key counts against its address, never against anyone else;
 7. the client's token bucket for the route's class (429 with ``Retry-After``);
 8. read the body under the configured limit (413 past it);
-9. for routes that run Claude Code, a slot under the concurrency cap (503 when the
-   queue is full too);
+9. the request gets its tenant (whose sessions it sees: the key's digest, or the one
+   no-key tenant) and its client (the key's digest, or the address);
 10. run the handler in a nursery beside a watcher of ``receive()``: when the client
    disconnects the watcher cancels the nursery, which stops the Claude Code run at once;
 11. any ``WrapperError`` becomes the OpenAI envelope here, and an unexpected exception a
    logged 500 envelope. Handlers that already started a streamed response report their
    own errors in-stream.
+A handler that runs Claude Code takes a slot of ``App.gate`` itself, just before its run,
+once everything that can refuse the request has passed (wrapper.handlers.chat).
 Every response carries ``x-request-id`` (the client's, when it sent a sane one). One
 access-log line per request: method, path, status, duration, client, model and tokens
 when a handler reports them; never content, keys or tokens (``wrapper.logs`` escapes what
@@ -59,6 +61,7 @@ from wrapper.http import (
 )
 from wrapper.limits import RateLimiter, RunGate, client_address, parse_networks
 from wrapper.metrics import Metrics
+from wrapper.session_store import NO_KEY_TENANT
 from wrapper.sessions import Sessions
 
 log = logging.getLogger(__name__)
@@ -85,6 +88,10 @@ class Request:
     body: bytes
     # Headers every response to this request carries (x-request-id, rate limits, CORS).
     headers: dict[str, str]
+    # Whose sessions and conversations it sees: the API key's digest, or NO_KEY_TENANT.
+    tenant: str
+    # Whose run slots it takes: the API key's digest, else the client's address.
+    client: str
     # What the handler adds to the access-log line (model, tokens).
     log: dict[str, object] = attrs.field(factory=dict)
 
@@ -101,7 +108,7 @@ class Route:
     limit: str | None = None
     # Open without an API key (health checks from load balancers and systemd).
     public: bool = False
-    # Runs Claude Code: waits for a slot under the concurrency cap.
+    # Runs Claude Code (its handler takes a run slot): responses carry rate-limit headers.
     runs_claude: bool = False
 
     @property
@@ -158,7 +165,9 @@ class App:
         self.sessions = Sessions(config, backend)
         self.continuations = Continuations(config, backend, self.sessions)
         self.limiter = RateLimiter(dict(config.rate_limits))
-        self.gate = RunGate(config.max_concurrent_runs, config.max_queued_runs)
+        self.gate = RunGate(
+            config.max_concurrent_runs, config.max_queued_runs, config.max_runs_per_client
+        )
         self.proxies = parse_networks(config.trusted_proxies)
         self.draining = False
         self.requests_in_flight = 0
@@ -190,7 +199,7 @@ class App:
 
     @contextmanager
     def run_scope(self) -> Iterator[trio.CancelScope]:
-        """A scope for one Claude Code run that shutdown can cut short."""
+        """A scope for one Claude Code run (and its waits) that shutdown can cut short."""
         scope = trio.CancelScope(deadline=self._stop_deadline)
         self._runs.add(scope)
         try:
@@ -208,7 +217,7 @@ class App:
 
     @property
     def active_runs(self) -> int:
-        return len(self._runs)
+        return self.gate.running
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -312,13 +321,12 @@ class App:
             log_fields["limited"] = isinstance(exc, errors.RateLimited)
             await send_error(send, exc, headers)
             return
-        request = Request(self, scope, send, params, body, headers, log_fields)
+        keyed = bool(self.config.api_keys) and not route.public
+        tenant = client if keyed else NO_KEY_TENANT
+        request = Request(self, scope, send, params, body, headers, tenant, client, log_fields)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
-            if route.runs_claude:
-                await _respond_in_slot(self.gate, route.handler, request, started)
-            else:
-                await _respond(route.handler, request, started)
+            await _respond(route.handler, request, started)
             nursery.cancel_scope.cancel()
 
     def _authenticate(self, scope: Scope, address: str) -> str:
@@ -368,16 +376,6 @@ class App:
             # Browsers cap this anyway (Chrome: 2 h); a day saves preflights elsewhere.
             "access-control-max-age": "86400",
         }
-
-
-async def _respond_in_slot(
-    gate: RunGate, handler: Handler, request: Request, started: Callable[[], bool]
-) -> None:
-    try:
-        async with gate.slot():
-            await _respond(handler, request, started)
-    except errors.ServerBusy as exc:
-        await send_error(request.send, exc, request.headers)
 
 
 async def _respond(handler: Handler, request: Request, started: Callable[[], bool]) -> None:

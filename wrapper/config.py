@@ -136,6 +136,11 @@ class Config:
     # Host names answered besides addresses, localhost and HOST (wrapper.guard): a name
     # ("api.example.com"), a domain and its subdomains (".example.com"), or "*" for any.
     allowed_hosts: tuple[str, ...] = ()
+
+    # Runs one client (API key, else address) may have running or queued. The default
+    # slot count: alone, a client can still use every CLI process, but it holds at most a
+    # fifth of the 20 default places, so four other clients always find room.
+    max_runs_per_client: int = 4
     # Origins allowed by CORS; empty: no CORS headers at all.
     cors_origins: tuple[str, ...] = ()
     # POST /v1/debug/request exists only when this is on.
@@ -154,6 +159,12 @@ class Config:
     notify_socket: str | None = None
     # Seconds a session may stay idle before the reaper removes it and its files.
     session_ttl: float = 3600.0
+    # Sessions kept at once: each is a row, a directory and a transcript (KBs to MBs), so
+    # 10,000 (the rate limiter's client table bound) is about 1 GB at 100 KB a session.
+    max_sessions: int = 10_000
+    # Sessions one API key may keep: a tenth of the total, so one key cannot take the
+    # room of all (without keys, the one tenant has only the total).
+    max_sessions_per_key: int = 1_000
     # Resume the Claude session of a stateless conversation this server answered before.
     session_auto_continue: bool = True
 
@@ -305,10 +316,13 @@ NUMBERS: tuple[tuple[str, str, type[int] | type[float], float, float], ...] = (
     ("MAX_TURNS", "max_turns", int, 1, 1000),
     ("MAX_CONCURRENT_RUNS", "max_concurrent_runs", int, 1, 1000),
     ("MAX_QUEUED_RUNS", "max_queued_runs", int, 0, 100_000),
+    ("MAX_RUNS_PER_CLIENT", "max_runs_per_client", int, 1, 100_000),
     ("READ_TIMEOUT", "read_timeout", float, 0.1, 3600),
     ("KEEP_ALIVE_TIMEOUT", "keep_alive_timeout", float, 0.1, 3600),
     ("MAX_HEADER_BYTES", "max_header_bytes", int, 1024, 1 << 20),
     ("SESSION_TTL", "session_ttl", float, 1, 10**8),
+    ("MAX_SESSIONS", "max_sessions", int, 1, 10**7),
+    ("MAX_SESSIONS_PER_KEY", "max_sessions_per_key", int, 1, 10**7),
 )
 
 

@@ -8,8 +8,10 @@ the last user message: same context (Claude's own, tool results included), far f
 tokens re-sent and no re-rendered ``<conversation_history>`` prompt.
 
 Rules kept here:
-- The key is the SHA-256 of the (role, text) list, system/developer messages aside (they
-  are each run's system prompt, not part of Claude's transcript), whitespace-trimmed.
+- The key is the SHA-256 of the tenant (see ``Request.tenant``) and the (role, text) list,
+  system/developer messages aside (they are each run's system prompt, not part of
+  Claude's transcript), whitespace-trimmed. So one API key's conversation is never
+  continued for another, even when the other sends the very same messages.
 - A continuation always forks (``fork_session``): the answered session stays as it was, so
   a regenerate or an edited branch from the same point is never a wrong continuation.
   History that matches nothing starts a fresh run with the whole history, as before.
@@ -17,6 +19,9 @@ Rules kept here:
   transcripts stay until no conversation of the chain was used for ``SESSION_TTL``,
   then the reaper (wrapper.sessions) removes them. A vanished transcript means a fresh run.
 - Only plain conversations: function calling and Claude Code's tools run as before.
+- The run slot (``slot``) is taken after the lookup, just around the run.
+- The store is an optimisation here: when it fails, the lookup finds nothing and the
+  answer is still sent (the error is logged); the conversation is just not continuable.
 """
 
 from __future__ import annotations
@@ -32,20 +37,21 @@ from pathlib import Path
 import attrs
 import trio
 
-from wrapper import places
+from wrapper import errors, places
 from wrapper.claude import Backend, CallSink, Outcome, TextSink
 from wrapper.config import Config
 from wrapper.convert import Turn
 from wrapper.places import Place
-from wrapper.sessions import Sessions
+from wrapper.sessions import Sessions, Slot
 
 log = logging.getLogger(__name__)
 
 
-def history_key(conversation: Sequence[tuple[str, str]]) -> str:
-    """The key of a conversation: a digest of its (role, text) pairs."""
+def history_key(tenant: str, conversation: Sequence[tuple[str, str]]) -> str:
+    """The key of a tenant's conversation: a digest of the tenant and its (role, text)
+    pairs."""
     normalized = [[role, text.strip()] for role, text in conversation]
-    return hashlib.sha256(json.dumps(normalized).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([tenant, normalized]).encode()).hexdigest()
 
 
 def continuable(turn: Turn) -> bool:
@@ -61,11 +67,15 @@ class Continuations:
         self.backend = backend
         self.sessions = sessions
 
-    async def _resumable(self, earlier: list[tuple[str, str]]) -> Place | None:
+    async def _resumable(self, tenant: str, earlier: list[tuple[str, str]]) -> Place | None:
         if not earlier or earlier[-1][0] != "assistant":
             return None
         store = self.sessions.store
-        found = await self.sessions.stored(store.continuation, history_key(earlier), time.time())
+        key = history_key(tenant, earlier)
+        try:
+            found = await self.sessions.stored(store.continuation, key, time.time())
+        except errors.WrapperError:  # logged by stored()
+            return None
         if found is None:
             return None
         claude_session_id, root = found
@@ -77,14 +87,17 @@ class Continuations:
 
     async def run(
         self,
+        tenant: str,
         conversation: list[tuple[str, str]],
         turn: Turn,
         on_text: TextSink | None,
         on_call: CallSink | None,
+        slot: Slot,
     ) -> Outcome:
-        """Answer ``turn`` (whose request's messages are ``conversation``)."""
+        """Answer the tenant's ``turn`` (whose request's messages are ``conversation``);
+        ``slot`` is entered just around the run."""
         *earlier, (_, current) = conversation
-        place = await self._resumable(earlier)
+        place = await self._resumable(tenant, earlier)
         fresh = place is None
         if place is None:
             place = Place(self.config.workdir / "chains" / uuid.uuid4().hex, None)
@@ -92,20 +105,26 @@ class Continuations:
             turn = attrs.evolve(turn, prompt=current)
         kept = False
         try:
-            outcome = await self.backend.run(turn, on_text, on_call, place)
+            async with slot:
+                outcome = await self.backend.run(turn, on_text, on_call, place)
             if outcome.text and not outcome.calls:
-                key = history_key([*conversation, ("assistant", outcome.text)])
+                key = history_key(tenant, [*conversation, ("assistant", outcome.text)])
                 with trio.CancelScope(shield=True):
-                    await self.sessions.stored(
-                        self.sessions.store.record_continuation,
-                        key,
-                        outcome.session_id,
-                        str(place.root),
-                        time.time(),
-                    )
-                kept = True
+                    kept = await self._record(key, outcome.session_id, place.root)
             return outcome
         finally:
             if fresh and not kept:  # nothing can continue it: leave nothing behind
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(places.remove, place.root)
+
+    async def _record(self, key: str, claude_session_id: str, root: Path) -> bool:
+        """Remember the answered conversation; False when the store failed (logged)."""
+        store = self.sessions.store
+        try:
+            await self.sessions.stored(
+                store.record_continuation, key, claude_session_id, str(root), time.time()
+            )
+        except errors.WrapperError:
+            log.error("continuation not recorded; the answer is sent all the same")
+            return False
+        return True

@@ -180,6 +180,13 @@ class RateLimited(WrapperError):
         return body
 
 
+class TooManyRuns(RateLimited):
+    """Raised when a client already has its cap of Claude Code runs running or queued:
+    its own excess, so a 429 for it while other clients still get slots."""
+
+    code = "too_many_concurrent_runs"
+
+
 class ServerBusy(WrapperError):
     """Raised when every Claude Code slot is taken and the wait queue is full."""
 
@@ -224,3 +231,13 @@ class HostNotAllowed(WrapperError):
     status = 421
     type = "invalid_request_error"
     code = "host_not_allowed"
+
+
+class SessionLimitReached(WrapperError):
+    """Raised when a new session would pass the server's or its API key's session cap.
+    403, not 429: waiting does not help (only a delete or an expiry does), and clients
+    retry 429s by themselves."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "session_limit_reached"

@@ -15,20 +15,26 @@ Rules kept here:
   API keys use that: asked before the compare, charged after a wrong key.
 - At most ``max_concurrent`` Claude Code runs at once; up to ``max_queued`` more wait;
   beyond that a request is refused at once with 503 instead of piling up.
+- One client (its key's digest, else its address) holds at most ``max_per_client`` of
+  those running and waiting places; its excess is refused at once with 429, so it cannot
+  fill the queue in front of everyone else. Checked before the server-wide bound: the
+  refusal names the client's own excess.
+- A slot is taken only around the run itself: callers enter ``slot()`` after everything
+  that can refuse the request and after any session lock (wrapper.sessions).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import attrs
 import trio
 
-from wrapper.errors import RateLimited, ServerBusy
+from wrapper.errors import RateLimited, ServerBusy, TooManyRuns
 
 # Enough for every client a small server sees at once; ~100 bytes each.
 MAX_CLIENTS = 10_000
@@ -153,27 +159,46 @@ def _address(hop: str) -> Address | None:
 
 
 class RunGate:
-    """At most ``max_concurrent`` runs; at most ``max_queued`` waiting for a slot."""
+    """At most ``max_concurrent`` runs; at most ``max_queued`` waiting for a slot; at most
+    ``max_per_client`` of both for one client."""
 
-    def __init__(self, max_concurrent: int, max_queued: int) -> None:
+    def __init__(self, max_concurrent: int, max_queued: int, max_per_client: int) -> None:
         self.limiter = trio.CapacityLimiter(max_concurrent)
         self.max_queued = max_queued
+        self.max_per_client = max_per_client
         self.waiting = 0
+        self.clients: Counter[str] = Counter()  # runs held or awaited, per client
+
+    @property
+    def running(self) -> int:
+        return int(self.limiter.borrowed_tokens)
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self, client: str) -> AsyncIterator[None]:
+        if self.clients[client] >= self.max_per_client:
+            raise TooManyRuns(
+                f"This client already has {self.clients[client]} Claude Code runs running"
+                " or waiting, its maximum; try again when one has finished.",
+                retry_after=5,
+            )
         if self.limiter.available_tokens == 0 and self.waiting >= self.max_queued:
             raise ServerBusy(
                 f"All {int(self.limiter.total_tokens)} Claude Code slots are busy and"
                 f" {self.waiting} requests are waiting; try again shortly.",
                 retry_after=5,
             )
-        self.waiting += 1
+        self.clients[client] += 1
         try:
-            await self.limiter.acquire()
+            self.waiting += 1
+            try:
+                await self.limiter.acquire()
+            finally:
+                self.waiting -= 1
+            try:
+                yield
+            finally:
+                self.limiter.release()
         finally:
-            self.waiting -= 1
-        try:
-            yield
-        finally:
-            self.limiter.release()
+            self.clients[client] -= 1
+            if not self.clients[client]:
+                del self.clients[client]

@@ -8,6 +8,14 @@ Rules kept here:
 - WAL journal: readers (the listing endpoints) never block the writer that records a turn.
 - A row is written only after a run succeeded (``record_turn``), so a failed run never
   changes what the table says about a session.
+- Every session belongs to a tenant (the API key's digest; ``NO_KEY_TENANT`` without
+  keys) and is keyed by (tenant, id): every query names the tenant, so one key's
+  sessions are invisible to another, and the same id under two keys is two sessions.
+- The schema is versioned (``PRAGMA user_version``). A database of the first release
+  (version 0, no tenant column) is migrated in place, in one transaction, on first use:
+  its sessions go to ``NO_KEY_TENANT``.
+- Listings page by (created, id), newest first: both never change, so a cursor stays
+  valid while other sessions are used.
 - Times are Unix seconds (``time.time()``): they must survive a restart of the server.
 """
 
@@ -24,11 +32,16 @@ import attrs
 DB_NAME = "sessions.sqlite3"
 # A writer waits this long for another connection's lock before giving up (seconds).
 BUSY_TIMEOUT = 10.0
+# The one tenant when no API keys are configured: every client shares its sessions.
+NO_KEY_TENANT = ""
+# 1: sessions keyed by (tenant, id). 0: the first release's table, keyed by id alone.
+SCHEMA_VERSION = 1
 
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
     claude_session_id TEXT NOT NULL,
     cwd TEXT NOT NULL,
     model TEXT NOT NULL,
@@ -37,11 +50,15 @@ CREATE TABLE IF NOT EXISTS sessions (
     message_count INTEGER NOT NULL,
     prompt_tokens INTEGER NOT NULL,
     completion_tokens INTEGER NOT NULL,
-    cost_usd REAL NOT NULL
+    cost_usd REAL NOT NULL,
+    PRIMARY KEY (tenant, id)
 )
 """,
+    # Listing pages walk this index: a page costs its length, not the tenant's sessions.
+    "CREATE INDEX IF NOT EXISTS sessions_by_created ON sessions (tenant, created, id)",
     # Automatic continuation: the hash of a conversation this server answered (up to and
-    # including its answer) -> the Claude session holding it, in its chain's directory.
+    # including its answer, and its tenant) -> the Claude session holding it, in its
+    # chain's directory.
     """
 CREATE TABLE IF NOT EXISTS continuations (
     key TEXT PRIMARY KEY,
@@ -52,15 +69,18 @@ CREATE TABLE IF NOT EXISTS continuations (
 """,
 )
 COLUMNS = (
-    "id, claude_session_id, cwd, model, created, last_used, message_count,"
+    "tenant, id, claude_session_id, cwd, model, created, last_used, message_count,"
     " prompt_tokens, completion_tokens, cost_usd"
 )
+# The first release's columns: the same, without the tenant.
+V0_COLUMNS = COLUMNS.removeprefix("tenant, ")
 
 
 @attrs.frozen
 class SessionRow:
     """One session as stored."""
 
+    tenant: str
     id: str
     claude_session_id: str
     cwd: str
@@ -102,6 +122,17 @@ class TurnRecord:
     cost_usd: float
 
 
+@attrs.frozen
+class Totals:
+    """What one tenant's sessions add up to."""
+
+    sessions: int
+    messages: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
 class Store:
     """The session table in ``state_dir``; every method blocks (call it from a thread)."""
 
@@ -111,42 +142,78 @@ class Store:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT)) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            for table in SCHEMA:
-                db.execute(table)
+        # Autocommit mode: transactions are begun here, explicitly (DDL included).
+        with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)) as db:
+            if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                _upgrade(db)
+            db.execute("BEGIN")
             with db:  # one transaction, committed on success
                 yield db
 
-    def get(self, session_id: str) -> SessionRow | None:
+    def get(self, tenant: str, session_id: str) -> SessionRow | None:
         with self._db() as db:
-            row = db.execute(f"SELECT {COLUMNS} FROM sessions WHERE id = ?", (session_id,))
-            found = row.fetchone()
+            found = db.execute(
+                f"SELECT {COLUMNS} FROM sessions WHERE tenant = ? AND id = ?", (tenant, session_id)
+            ).fetchone()
         return SessionRow(*found) if found else None
 
-    def all(self) -> list[SessionRow]:
+    def page(
+        self, tenant: str, limit: int, after: str | None
+    ) -> tuple[list[SessionRow], bool] | None:
+        """Up to ``limit`` of the tenant's sessions, newest first, after the session
+        ``after``; and whether more follow. None: ``after`` names no session."""
         with self._db() as db:
-            rows = db.execute(f"SELECT {COLUMNS} FROM sessions ORDER BY last_used DESC")
-            return [SessionRow(*r) for r in rows.fetchall()]
+            cursor: tuple[float, str] = (float("inf"), "")
+            if after is not None:
+                found = db.execute(
+                    "SELECT created, id FROM sessions WHERE tenant = ? AND id = ?", (tenant, after)
+                ).fetchone()
+                if found is None:
+                    return None
+                cursor = (float(found[0]), str(found[1]))
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM sessions WHERE tenant = ? AND (created, id) < (?, ?)"
+                " ORDER BY created DESC, id DESC LIMIT ?",
+                (tenant, *cursor, limit + 1),
+            ).fetchall()
+        return [SessionRow(*r) for r in rows[:limit]], len(rows) > limit
 
-    def count(self) -> int:
+    def totals(self, tenant: str) -> Totals:
+        with self._db() as db:
+            found = db.execute(
+                "SELECT COUNT(*), TOTAL(message_count), TOTAL(prompt_tokens),"
+                " TOTAL(completion_tokens), TOTAL(cost_usd) FROM sessions WHERE tenant = ?",
+                (tenant,),
+            ).fetchone()
+        sessions, messages, prompt, completion, cost = found
+        return Totals(int(sessions), int(messages), int(prompt), int(completion), float(cost))
+
+    def count(self, tenant: str | None = None) -> int:
+        """The tenant's sessions; with no tenant, everyone's."""
         if not self.path.exists():  # nothing stored yet: do not create a database to say so
             return 0
         with self._db() as db:
-            return int(db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+            if tenant is None:
+                return int(db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])
+            query = "SELECT COUNT(*) FROM sessions WHERE tenant = ?"
+            return int(db.execute(query, (tenant,)).fetchone()[0])
 
-    def record_turn(self, session_id: str, cwd: str, turn: TurnRecord, now: float) -> None:
+    def record_turn(
+        self, tenant: str, session_id: str, cwd: str, turn: TurnRecord, now: float
+    ) -> None:
         """Add a turn to the session, creating its row on its first turn."""
         with self._db() as db:
             db.execute(
-                f"INSERT INTO sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT(id) DO UPDATE SET claude_session_id = excluded.claude_session_id,"
+                f"INSERT INTO sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(tenant, id) DO UPDATE SET"
+                " claude_session_id = excluded.claude_session_id,"
                 " model = excluded.model, last_used = excluded.last_used,"
                 " message_count = message_count + excluded.message_count,"
                 " prompt_tokens = prompt_tokens + excluded.prompt_tokens,"
                 " completion_tokens = completion_tokens + excluded.completion_tokens,"
                 " cost_usd = cost_usd + excluded.cost_usd",
                 (
+                    tenant,
                     session_id,
                     turn.claude_session_id,
                     cwd,
@@ -160,9 +227,10 @@ class Store:
                 ),
             )
 
-    def delete(self, session_id: str) -> bool:
+    def delete(self, tenant: str, session_id: str) -> bool:
         with self._db() as db:
-            return db.execute("DELETE FROM sessions WHERE id = ?", (session_id,)).rowcount > 0
+            query = "DELETE FROM sessions WHERE tenant = ? AND id = ?"
+            return db.execute(query, (tenant, session_id)).rowcount > 0
 
     def expired(self, before: float) -> list[SessionRow]:
         if not self.path.exists():
@@ -200,3 +268,33 @@ class Store:
             cwds = [str(r[0]) for r in rows]
             db.executemany("DELETE FROM continuations WHERE cwd = ?", [(c,) for c in cwds])
         return cwds
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring the database to ``SCHEMA_VERSION``: create it, or migrate the first
+    release's table (its sessions go to ``NO_KEY_TENANT``). One transaction; the version
+    is read again inside it, since another connection may have upgraded meanwhile."""
+    db.execute("PRAGMA journal_mode=WAL")  # kept in the file; not allowed in a transaction
+    db.execute("BEGIN IMMEDIATE")
+    with db:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"schema version {version} is newer than this server's ({SCHEMA_VERSION})"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        legacy = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
+        ).fetchone()
+        if legacy:
+            db.execute("ALTER TABLE sessions RENAME TO sessions_v0")
+        for table in SCHEMA:
+            db.execute(table)
+        if legacy:
+            db.execute(
+                f"INSERT INTO sessions ({COLUMNS}) SELECT ?, {V0_COLUMNS} FROM sessions_v0",
+                (NO_KEY_TENANT,),
+            )
+            db.execute("DROP TABLE sessions_v0")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -1,18 +1,30 @@
 """Sessions: conversations the server keeps, so a client sends only the new turn.
 
 A session is a row in the store (wrapper.session_store), a place of its own
-(wrapper.places: ``<workdir>/sessions/<sha256 of the id>``, never shared) and the Claude
-Code transcript kept in that place, which each turn resumes (``resume=<claude session
-id>``): Claude gets its earlier turns as real messages, with its own context intact, even
-after a restart.
+(wrapper.places: ``<workdir>/sessions/<sha256 of tenant and id>``, never shared) and the
+Claude Code transcript kept in that place, which each turn resumes (``resume=<claude
+session id>``): Claude gets its earlier turns as real messages, with its own context
+intact, even after a restart.
 
 Rules kept here:
+- A session belongs to its tenant (the API key that created it, see ``Request.tenant``):
+  every method takes the tenant, and another tenant's session does not exist for it (404),
+  whatever the id. The same id under two tenants is two sessions, two directories.
 - Turns of one session are ordered: a per-session ``trio.Lock``; a second request waits
   for the first (within its own timeout), never interleaves with it. Delete and the
   reaper take the same lock, or skip a session that is in use.
+- A turn takes its run slot (the ``slot`` it is handed, wrapper.limits.RunGate) last:
+  after the session lock and after every refusal (function calling, the session caps, a
+  vanished transcript), so a turn that waits or is refused never holds a slot.
+- Caps: a new session is refused (403 ``session_limit_reached``) when the server holds
+  ``max_sessions``, or its API key ``max_sessions_per_key`` (not applied to the one no-key
+  tenant); existing sessions keep working. First turns still running are not counted
+  yet, so a key can pass its cap by at most its runs in flight.
 - Nothing lost: the transcript is copied before a run; a run that fails in any way
   (upstream error, timeout, disconnect, shutdown) gets it back, and the row is written
   only after success. A first turn that fails leaves no session at all.
+- A paid answer is the client's: when the store cannot record the finished turn, the
+  error is logged and the answer still goes out (a first turn then leaves no session).
 - A session whose transcript vanished is refused with 409 ``session_transcript_missing``
   (delete it and start again), never silently continued without its context.
 - Requests that carry client functions or their results are refused in a session (400):
@@ -32,7 +44,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,16 +56,19 @@ from wrapper.claude import Backend, CallSink, Outcome, TextSink
 from wrapper.config import Config
 from wrapper.convert import Turn, usage_from
 from wrapper.places import Place
-from wrapper.session_store import SessionRow, Store, TurnRecord
+from wrapper.session_store import NO_KEY_TENANT, SessionRow, Store, Totals, TurnRecord
 
 log = logging.getLogger(__name__)
 
-# Client-chosen ids: short, printable, safe in headers, logs and URLs.
-SESSION_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# Client-chosen ids: short, printable, safe in headers, logs and URLs; not only dots,
+# which URLs and proxies read as path steps (``/v1/sessions/..``).
+SESSION_ID_RE = re.compile(r"(?!\.+\Z)[A-Za-z0-9._:-]{1,128}")
 # The reaper looks at least once a minute, so a session outlives its TTL by at most that.
 MAX_SWEEP_INTERVAL = 60.0
 
 T = TypeVar("T")
+# A run slot not yet taken: entered just before the run (wrapper.limits.RunGate.slot).
+Slot = AbstractAsyncContextManager[None]
 
 
 def session_id_of(body: str | None, header: str | None) -> str | None:
@@ -67,7 +82,7 @@ def session_id_of(body: str | None, header: str | None) -> str | None:
     value = body if body is not None else header
     if value is not None and not SESSION_ID_RE.fullmatch(value):
         raise errors.InvalidRequest(
-            "Invalid 'session_id': use 1 to 128 letters, digits and . _ : -",
+            "Invalid 'session_id': use 1 to 128 letters, digits and . _ : - (not only dots).",
             param="session_id",
             code="invalid_session_id",
         )
@@ -92,11 +107,12 @@ class Sessions:
         self.backend = backend
         self.store = Store(config.state_dir)
         self.count = 0  # for the wrapper_sessions gauge; refreshed as the table changes
-        self._locks: dict[str, trio.Lock] = {}
-        self._users: Counter[str] = Counter()
+        self._locks: dict[tuple[str, str], trio.Lock] = {}
+        self._users: Counter[tuple[str, str]] = Counter()
 
-    def directory(self, session_id: str) -> Path:
-        digest = hashlib.sha256(session_id.encode()).hexdigest()[:32]
+    def directory(self, tenant: str, session_id: str) -> Path:
+        # NUL is in neither a tenant nor an id: each (tenant, id) has a name of its own.
+        digest = hashlib.sha256(f"{tenant}\0{session_id}".encode()).hexdigest()[:32]
         return self.config.workdir / "sessions" / digest
 
     async def stored(self, fn: Callable[..., T], *args: Any) -> T:
@@ -109,37 +125,68 @@ class Sessions:
             ) from exc
 
     @asynccontextmanager
-    async def _locked(self, session_id: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(session_id, trio.Lock())
-        self._users[session_id] += 1
+    async def _locked(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(key, trio.Lock())
+        self._users[key] += 1
         try:
             async with lock:
                 yield
         finally:
-            self._users[session_id] -= 1
-            if not self._users[session_id]:
-                del self._users[session_id], self._locks[session_id]
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
 
-    async def get(self, session_id: str) -> SessionRow:
-        row = await self.stored(self.store.get, session_id)
+    async def get(self, tenant: str, session_id: str) -> SessionRow:
+        row = await self.stored(self.store.get, tenant, session_id)
         if row is None:
             raise errors.SessionNotFound(
                 f"No session '{session_id}'.", param="session_id", code="session_not_found"
             )
         return row
 
-    async def all(self) -> list[SessionRow]:
-        return await self.stored(self.store.all)
+    async def page(
+        self, tenant: str, limit: int, after: str | None
+    ) -> tuple[list[SessionRow], bool]:
+        """The tenant's sessions, newest first, after the session ``after``; more to come?"""
+        found = await self.stored(self.store.page, tenant, limit, after)
+        if found is None:
+            raise errors.InvalidRequest(
+                f"Invalid 'after': no session '{after}' to list after.", param="after"
+            )
+        return found
+
+    async def totals(self, tenant: str) -> Totals:
+        return await self.stored(self.store.totals, tenant)
+
+    async def _check_room(self, tenant: str) -> None:
+        """Refuse a new session past the server's cap or its key's."""
+        held = await self.stored(self.store.count)
+        if held >= self.config.max_sessions:
+            raise errors.SessionLimitReached(
+                f"The server holds its maximum of {self.config.max_sessions} sessions;"
+                " delete one (DELETE /v1/sessions/{id}) or wait until one expires."
+            )
+        if tenant == NO_KEY_TENANT:
+            return
+        mine = await self.stored(self.store.count, tenant)
+        if mine >= self.config.max_sessions_per_key:
+            raise errors.SessionLimitReached(
+                f"This API key holds its maximum of {self.config.max_sessions_per_key}"
+                " sessions; delete one (DELETE /v1/sessions/{id}) or wait until one expires."
+            )
 
     async def run(
         self,
+        tenant: str,
         session_id: str,
         turn: Turn,
         messages: int,
         on_text: TextSink | None,
         on_call: CallSink | None,
+        slot: Slot,
     ) -> Outcome:
-        """Answer ``turn`` in the session; ``messages``: how many the client sent."""
+        """Answer ``turn`` in the tenant's session; ``messages``: how many the client sent.
+        ``slot`` is entered only once the turn is about to run."""
         if turn.messages or turn.calling.functions:
             raise errors.InvalidRequest(
                 "Function calling is not supported in a session yet; send the request"
@@ -147,13 +194,16 @@ class Sessions:
                 param="tools" if turn.calling.functions else "messages",
                 code="unsupported_in_session",
             )
-        async with self._locked(session_id):
-            row = await self.stored(self.store.get, session_id)
-            root = Path(row.cwd) if row else self.directory(session_id)
+        async with self._locked((tenant, session_id)):
+            row = await self.stored(self.store.get, tenant, session_id)
+            if row is None:
+                await self._check_room(tenant)
+            root = Path(row.cwd) if row else self.directory(tenant, session_id)
             place = Place(root, row.claude_session_id if row else None)
             snapshot = await trio.to_thread.run_sync(_snapshot, place, self.config.workdir)
             try:
-                outcome = await self.backend.run(turn, on_text, on_call, place)
+                async with slot:
+                    outcome = await self.backend.run(turn, on_text, on_call, place)
             except BaseException:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(_restore, snapshot)
@@ -168,19 +218,31 @@ class Sessions:
                 cost_usd=outcome.cost_usd or 0.0,
             )
             with trio.CancelScope(shield=True):  # the answer exists: keep it
-                await self.stored(
-                    self.store.record_turn, session_id, str(root), record, time.time()
-                )
-            self.count += row is None
+                await self._record(tenant, session_id, record, snapshot)
             return outcome
 
-    async def delete(self, session_id: str) -> None:
-        async with self._locked(session_id):
-            row = await self.get(session_id)
+    async def _record(
+        self, tenant: str, session_id: str, record: TurnRecord, snapshot: _Snapshot
+    ) -> None:
+        root = snapshot.place.root
+        try:
+            await self.stored(
+                self.store.record_turn, tenant, session_id, str(root), record, time.time()
+            )
+        except errors.WrapperError:  # the store's error is logged by stored()
+            log.error("session %s: turn answered but not recorded; the client gets it", session_id)
+            if snapshot.fresh:  # no row names these files: nothing could reach them again
+                await trio.to_thread.run_sync(places.remove, root)
+            return
+        self.count += snapshot.fresh
+
+    async def delete(self, tenant: str, session_id: str) -> None:
+        async with self._locked((tenant, session_id)):
+            row = await self.get(tenant, session_id)
             await self._remove(row)
 
     async def _remove(self, row: SessionRow) -> None:
-        await self.stored(self.store.delete, row.id)
+        await self.stored(self.store.delete, row.tenant, row.id)
         await trio.to_thread.run_sync(places.remove, Path(row.cwd))
         self.count = max(0, self.count - 1)
 
@@ -192,7 +254,8 @@ class Sessions:
             await trio.to_thread.run_sync(places.remove, Path(chain))
         removed = 0
         for row in expired:
-            if row.id in self._locks:  # a turn is running or waiting: it renews the session
+            # A turn is running or waiting: it renews the session.
+            if (row.tenant, row.id) in self._locks:
                 continue
             await self._remove(row)
             removed += 1

@@ -8,6 +8,11 @@ carries its index, id, type and name; the rest, argument fragments), a final chu
 response starts with the first chunk, so an error before any output keeps its HTTP status;
 an error after it is sent as a ``data: {"error": ...}`` frame and ends the stream.
 
+Everything that can refuse the request (parsing, validation, policy, a session's own
+refusals) and the wait for a session's lock come before the run slot: the slot
+(``App.gate``, 503 when the server is full, 429 past the client's own cap) is taken just
+around the Claude Code run, so a malformed request under full load still gets its 400.
+
 The run's cost is reported as ``cost_usd`` (a non-standard field) on the completion, on
 the final chunk and on the usage chunk, and as the ``x-claude-cost-usd`` header when not
 streaming.
@@ -74,28 +79,40 @@ class _Run:
     conversation: list[tuple[str, str]]  # the request's messages, system ones aside
 
     async def __call__(self, on_text: TextSink | None, on_call: CallSink | None) -> Outcome:
-        app = self.request.app
+        request = self.request
+        app, tenant, turn = request.app, request.tenant, self.turn
+        slot = app.gate.slot(request.client)  # entered only just before the run
         if self.session is not None:
             messages = len(self.conversation)
-            return await app.sessions.run(self.session, self.turn, messages, on_text, on_call)
+            return await app.sessions.run(
+                tenant, self.session, turn, messages, on_text, on_call, slot
+            )
         if (
             app.config.session_auto_continue
-            and continuable(self.turn)
+            and continuable(turn)
             and self.conversation[-1][0] == "user"
         ):
-            return await app.continuations.run(self.conversation, self.turn, on_text, on_call)
-        return await app.backend.run(self.turn, on_text, on_call)
+            return await app.continuations.run(
+                tenant, self.conversation, turn, on_text, on_call, slot
+            )
+        async with slot:
+            return await app.backend.run(turn, on_text, on_call)
 
 
 async def _run(run: _Run, on_text: TextSink | None, on_call: CallSink | None) -> Outcome:
-    """The run under the request timeout and the shutdown scope; what it reports goes to
-    the access log and the metrics (never content)."""
+    """The run (with its waits for a session lock and a slot) under the request timeout
+    and the shutdown scope; what it reports goes to the access log and the metrics (never
+    content)."""
     request, turn = run.request, run.turn
     app = request.app
     request.log["model"] = turn.model
     with trio.move_on_after(app.config.timeout) as timeout:
         with app.run_scope() as stop:
-            outcome = await run(on_text, on_call)
+            try:
+                outcome = await run(on_text, on_call)
+            except errors.TooManyRuns:
+                request.log["limited"] = True  # for the metrics: not an upstream 429
+                raise
             usage = usage_from(outcome.usage)
             request.log["prompt_tokens"] = usage.prompt_tokens
             request.log["completion_tokens"] = usage.completion_tokens

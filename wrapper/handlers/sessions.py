@@ -1,16 +1,29 @@
 """``/v1/sessions``: list, stats, one session's details, delete.
 
 Sessions are created by chat requests that name one (``session_id`` or ``X-Session-Id``,
-see wrapper.sessions); here they are looked at and removed. An unknown or malformed id on
-``GET``/``DELETE`` is a 404 ``session_not_found``: it names nothing this server holds.
+see wrapper.sessions); here they are looked at and removed. Each request sees only its
+tenant's sessions (``Request.tenant``): an id that is unknown, malformed or another API
+key's is a 404 ``session_not_found`` on ``GET``/``DELETE``: it names nothing this tenant
+holds.
+
+The list is paginated as OpenAI's lists are: ``limit`` (1 to ``MAX_PAGE``, default
+``DEFAULT_PAGE``) and ``after`` (the last id of the previous page), newest session first;
+the answer carries ``first_id``, ``last_id`` and ``has_more``. A bad parameter is a 400
+naming it.
 """
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from wrapper.app import Request
-from wrapper.errors import SessionNotFound
+from wrapper.errors import InvalidRequest, SessionNotFound
 from wrapper.http import send_json
 from wrapper.sessions import SESSION_ID_RE
+
+# OpenAI's list endpoints (files, assistants, batches): 20 by default, at most 100.
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
 
 
 def _session_id(request: Request) -> str:
@@ -20,39 +33,60 @@ def _session_id(request: Request) -> str:
     return session_id
 
 
+def _page_params(request: Request) -> tuple[int, str | None]:
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    params = dict(parse_qsl(query, keep_blank_values=True))
+    limit = DEFAULT_PAGE
+    if (raw := params.get("limit")) is not None:
+        if not (len(raw) <= 3 and raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_PAGE):
+            raise InvalidRequest(
+                f"Invalid 'limit': expected an integer from 1 to {MAX_PAGE}.", param="limit"
+            )
+        limit = int(raw)
+    after = params.get("after")
+    if after is not None and not SESSION_ID_RE.fullmatch(after):
+        raise InvalidRequest("Invalid 'after': expected a session id.", param="after")
+    return limit, after
+
+
 async def list_sessions(request: Request) -> None:
+    limit, after = _page_params(request)
+    rows, more = await request.app.sessions.page(request.tenant, limit, after)
     ttl = request.app.config.session_ttl
-    rows = await request.app.sessions.all()
-    payload = {"object": "list", "data": [row.to_json(ttl) for row in rows]}
+    payload = {
+        "object": "list",
+        "data": [row.to_json(ttl) for row in rows],
+        "first_id": rows[0].id if rows else None,
+        "last_id": rows[-1].id if rows else None,
+        "has_more": more,
+    }
     await send_json(request.send, 200, payload, request.headers)
 
 
 async def stats(request: Request) -> None:
-    rows = await request.app.sessions.all()
-    prompt = sum(r.prompt_tokens for r in rows)
-    completion = sum(r.completion_tokens for r in rows)
+    totals = await request.app.sessions.totals(request.tenant)
     payload = {
         "object": "session.stats",
-        "sessions": len(rows),
-        "messages": sum(r.message_count for r in rows),
+        "sessions": totals.sessions,
+        "messages": totals.messages,
         "usage": {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
+            "prompt_tokens": totals.prompt_tokens,
+            "completion_tokens": totals.completion_tokens,
+            "total_tokens": totals.prompt_tokens + totals.completion_tokens,
         },
-        "cost_usd": round(sum(r.cost_usd for r in rows), 6),
+        "cost_usd": round(totals.cost_usd, 6),
         "ttl_seconds": request.app.config.session_ttl,
     }
     await send_json(request.send, 200, payload, request.headers)
 
 
 async def get_session(request: Request) -> None:
-    row = await request.app.sessions.get(_session_id(request))
+    row = await request.app.sessions.get(request.tenant, _session_id(request))
     await send_json(request.send, 200, row.to_json(request.app.config.session_ttl), request.headers)
 
 
 async def delete_session(request: Request) -> None:
     session_id = _session_id(request)
-    await request.app.sessions.delete(session_id)
+    await request.app.sessions.delete(request.tenant, session_id)
     payload = {"id": session_id, "object": "session.deleted", "deleted": True}
     await send_json(request.send, 200, payload, request.headers)
