@@ -374,7 +374,7 @@ class UnitServer:
 async def unit_server(mock: MockAnthropic, tmp_path: Path) -> AsyncIterator[UnitServer]:
     """The unit's ExecStart, Environment= and env.example's settings, as systemd would run
     them: /var/lib moved into tmp_path (HOME, and the StateDirectory= paths systemd would
-    create and pass as STATE_DIRECTORY), CLAUDE_CWD too; started once READY=1 came."""
+    create and pass as STATE_DIRECTORY); started once READY=1 came."""
     [exec_start] = service("ExecStart")
     port = free_port()
     command = [sys.executable, *shlex.split(exec_start)[1:], "--port", str(port)]
@@ -390,7 +390,6 @@ async def unit_server(mock: MockAnthropic, tmp_path: Path) -> AsyncIterator[Unit
         **unit_environment(),
         **offline_env(mock.url, home),
         "STATE_DIRECTORY": ":".join(map(str, states)),
-        "CLAUDE_CWD": str(tmp_path / "runs"),
     }
     environ.pop("WRAPPER_STATE_DIR", None)
     notify_name = f"claude-wrapper-test-{uuid.uuid4().hex}"
@@ -427,8 +426,12 @@ async def test_unit_command_runs_the_server(mock: MockAnthropic, tmp_path: Path)
             assert await unit.process.wait() == 0
     [directories] = service("StateDirectory")
     state, home = (unit.lib / d for d in directories.split())
-    assert [p.name for p in state.iterdir()] == ["sessions.sqlite3"]
-    assert list(home.glob(".claude/projects/*/*.jsonl")), "no transcript in HOME"
+    # The session table, the launcher every CLI starts through (wrapper.sandbox) and the
+    # places (wrapper.places), the session's with its transcript; nothing in HOME.
+    names = sorted(p.name for p in state.iterdir())
+    assert names == ["claude-launcher", "sessions.sqlite3", "work"]
+    assert list(state.glob("work/sessions/*/claude/projects/*/*.jsonl")), "no transcript"
+    assert not list(home.rglob("*.jsonl"))
     assert not list(home.rglob("*.sqlite3"))
 
 

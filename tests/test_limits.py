@@ -334,7 +334,10 @@ async def test_refusals_come_before_the_run_slot(
     server = await start_server(max_concurrent_runs=1, max_queued_runs=0)
     gone = {**CHAT, "session_id": "gone"}
     refusals: list[tuple[dict[str, Any], tuple[int, str | None, str | None]]] = [
-        ({"content": b"{not json"}, (400, "invalid_json", None)),
+        (
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            (400, "invalid_json", None),
+        ),
         (
             {"json": {"messages": [{"role": "user", "content": 42}]}},
             (400, None, "messages[0].content"),
