@@ -4,6 +4,7 @@
   place, never the server's keys, unrelated ``.env`` entries or systemd's socket.
 - Files and directories the server and its CLIs make are private (0700 / 0600).
 - ``kill -9`` of the server takes its CLIs down within a second (wrapper.sandbox).
+- A symlink planted where a session's place will be is refused, never followed.
 - With the sandbox, even Bash sees none of the server's state: not the login, not another
   client's transcript, not the session table, not the server's processes.
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import signal
 import stat
 from pathlib import Path
@@ -20,11 +22,12 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import settled
+from tests.conftest import Server, settled
 from tests.mock_anthropic import MockAnthropic, Reply, ToolUse
 from tests.test_claude_tools import ASK, MODEL, result_text
 from tests.test_gate import SECRET, plant, post
 from tests.test_server import processes_under, wrapper_process
+from wrapper.session_store import NO_KEY_TENANT
 
 KEY = "wrapper-key-never-for-the-cli"
 
@@ -161,3 +164,22 @@ async def test_the_sandbox_hides_the_servers_state_even_from_bash(
     processes = int(output.split("processes:")[1].split()[0])
     # Sandboxed, it sees its own processes only (bwrap's init, the CLI, the shell...).
     assert (processes < 10) is contained, output
+
+
+async def test_a_symlink_planted_at_a_sessions_place_is_not_followed(
+    server: Server, mock: MockAnthropic, tmp_path: Path
+) -> None:
+    target = tmp_path / "target"
+    target.mkdir()
+    sessions = server.config.workdir / "sessions"
+    sessions.mkdir()
+    digest = hashlib.sha256(f"{NO_KEY_TENANT}\0s1".encode()).hexdigest()[:32]
+    (sessions / digest).symlink_to(target)
+    write = ToolUse("Write", {"file_path": "planted.txt", "content": "x"}, id="toolu_p")
+    mock.script(Reply.tool_calls(write), Reply.text("Written."))
+    async with server.http() as http:
+        r = await post(http, enable_tools=True, session_id="s1")
+    assert r.status_code == 500, r.text
+    assert r.json()["error"]["code"] == "workdir_unavailable"
+    assert list(target.iterdir()) == []
+    assert mock.messages == []

@@ -197,8 +197,8 @@ class Backend:
             await trio.to_thread.run_sync(places.make, place, workdir)
         except (OSError, places.UnsafeDirectory) as exc:
             log.error("cannot prepare a place in %s: %s", workdir, exc)
-            raise errors.WrapperError(
-                "Cannot create a working directory for Claude Code.", code="workdir_unavailable"
+            raise errors.WorkdirUnavailable(
+                "Cannot create a working directory for Claude Code."
             ) from exc
         try:
             if turn.messages:

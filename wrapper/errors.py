@@ -209,6 +209,13 @@ class SessionConflict(WrapperError):
     code = "session_conflict"
 
 
+class WorkdirUnavailable(WrapperError):
+    """Raised when a run's place cannot be made: the workdir is gone, full, or something
+    is planted where a place's directory should be (wrapper.places)."""
+
+    code = "workdir_unavailable"
+
+
 class UnsupportedMediaType(WrapperError):
     """Raised when a POST body is not declared ``application/json`` (see wrapper.guard)."""
 

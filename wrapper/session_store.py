@@ -21,6 +21,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -142,6 +143,8 @@ class Store:
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():  # private whatever the umask; SQLite's -wal and -shm
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
         # Autocommit mode: transactions are begun here, explicitly (DDL included).
         with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)) as db:
             if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:

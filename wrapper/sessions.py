@@ -200,7 +200,11 @@ class Sessions:
                 await self._check_room(tenant)
             root = Path(row.cwd) if row else self.directory(tenant, session_id)
             place = Place(root, row.claude_session_id if row else None)
-            snapshot = await trio.to_thread.run_sync(_snapshot, place, self.config.workdir)
+            try:
+                snapshot = await trio.to_thread.run_sync(_snapshot, place, self.config.workdir)
+            except (OSError, places.UnsafeDirectory) as exc:
+                log.error("session %s: cannot prepare its place: %s", session_id, exc)
+                raise errors.WorkdirUnavailable("Cannot prepare this session's directory.") from exc
             try:
                 async with slot:
                     outcome = await self.backend.run(turn, on_text, on_call, place)
