@@ -3,7 +3,8 @@
 Order of work for each HTTP request:
 1. a CORS preflight (``OPTIONS``) on a known path is answered here when CORS is on;
 2. route ``(method, path)`` -> handler, or 404 / 405 (with ``Allow``);
-3. refuse new work with 503 while the server drains for shutdown;
+3. refuse new work with 503 while the server drains for shutdown (public routes still
+   answer: ``/health`` says ``draining``, with 503);
 4. the API key, when keys are configured (every route but the public ``/health``);
 5. the client's token bucket for the route's class (429 with ``Retry-After``);
 6. read the body under the configured limit (413 past it);
@@ -283,7 +284,7 @@ class App:
                 return
             route, params = self.router.match(scope["method"], scope["path"])
             log_fields["route"] = route.path
-            if self.draining:
+            if self.draining and not route.public:  # /health reports draining itself
                 raise errors.ShuttingDown("The server is shutting down.", retry_after=5)
             if self.config.api_keys and not route.public:
                 key = check_key(
