@@ -1,4 +1,5 @@
-"""The server as a process: start-up, a port in use, SIGTERM and SIGINT during streams."""
+"""The server as a process: start-up, a port in use, SIGTERM and SIGINT during streams and
+with idle connections; and what a draining server answers."""
 
 from __future__ import annotations
 
@@ -12,13 +13,19 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import trio
 
+from tests import raw_http
 from tests.conftest import offline_env
 from tests.mock_anthropic import MockAnthropic, Reply
+from wrapper import server as server_module
+from wrapper.app import App
+from wrapper.config import Config
+from wrapper.server import build_app
 
 CHAT = {
     "model": "claude-sonnet-4-5",
@@ -260,3 +267,40 @@ async def test_no_prompt_without_a_terminal_and_a_warning_off_loopback(
     assert b"WARNING" in log
     assert b"NO API key" in log
     assert b"(y/N)" not in stdout
+
+
+async def test_sigterm_closes_idle_connections_at_once(mock: MockAnthropic, tmp_path: Path) -> None:
+    # Before: an idle kept-alive connection held shutdown for the whole grace plus 5 s.
+    async with wrapper_process(mock, tmp_path, SHUTDOWN_GRACE="60") as (process, url):
+        with trio.fail_after(30):  # far less than the 65 s the old server waited
+            idle = await raw_http.connect(url)
+            await idle.send_all(raw_http.get("/health"))
+            assert (await raw_http.read_response(idle)).status == 200
+            process.send_signal(signal.SIGTERM)
+            assert await idle.receive_some() == b""
+            assert await process.wait() == 0
+        await idle.aclose()
+
+
+async def test_draining_server_answers_open_connections(
+    start_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The moment between the app starting to drain and hypercorn closing idle connections,
+    # held open: a request on a connection that is already open gets a proper 503.
+    def draining_app(config: Config) -> App:
+        app = build_app(config)
+        app.begin_shutdown()
+        return app
+
+    monkeypatch.setattr(server_module, "build_app", draining_app)
+    server = await start_server()
+    with trio.fail_after(30):
+        async with server.http() as http:
+            health = await http.get("/health")
+            # A body in many writes: the answer comes before its end, and must still arrive.
+            chat = await http.post("/v1/chat/completions", content=b"x" * 1_000_000)
+    assert health.status_code == 503
+    assert health.json()["status"] == "draining"
+    assert chat.status_code == 503
+    assert chat.json()["error"]["code"] == "shutting_down"
+    assert chat.headers["retry-after"] == "5"

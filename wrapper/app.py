@@ -6,7 +6,8 @@ Order of work for each HTTP request:
 2. a CORS preflight (``OPTIONS``) on a known path is answered here when CORS is on;
 3. route ``(method, path)`` -> handler, or 404 / 405 (with ``Allow``);
 4. a ``POST`` body must be declared ``application/json`` (415, ``wrapper.guard``);
-5. refuse new work with 503 while the server drains for shutdown;
+5. refuse new work with 503 while the server drains for shutdown (public routes still
+   answer: ``/health`` says ``draining``, with 503);
 6. the API key, when keys are configured (every route but the public ``/health``): an
    address that sent too many wrong keys gets 429 before its key is even compared, and
    each wrong key counts against its address, never against anyone else;
@@ -301,7 +302,7 @@ class App:
             route, params = self.router.match(scope["method"], scope["path"])
             log_fields["route"] = route.path
             check_media_type(scope)
-            if self.draining:
+            if self.draining and not route.public:  # /health reports draining itself
                 raise errors.ShuttingDown("The server is shutting down.", retry_after=5)
             if self.config.api_keys and not route.public:
                 key = self._authenticate(scope, client)

@@ -151,6 +151,9 @@ class Config:
     keep_alive_timeout: float = 5.0
     # Request line plus headers; h11's default, as large as any sane client needs.
     max_header_bytes: int = 16 * 1024
+    # Open connections at once (more get a 503 and are closed): nginx's worker_connections
+    # default, half the usual 1,024 file descriptors, leaving the rest for CLI pipes and files.
+    max_connections: int = 512
     # /metrics without an API key (for a scraper on a private network).
     metrics_public: bool = False
     # "plain" lines for people, "json" lines for log shippers.
@@ -320,6 +323,7 @@ NUMBERS: tuple[tuple[str, str, type[int] | type[float], float, float], ...] = (
     ("READ_TIMEOUT", "read_timeout", float, 0.1, 3600),
     ("KEEP_ALIVE_TIMEOUT", "keep_alive_timeout", float, 0.1, 3600),
     ("MAX_HEADER_BYTES", "max_header_bytes", int, 1024, 1 << 20),
+    ("MAX_CONNECTIONS", "max_connections", int, 1, 1_000_000),
     ("SESSION_TTL", "session_ttl", float, 1, 10**8),
     ("MAX_SESSIONS", "max_sessions", int, 1, 10**7),
     ("MAX_SESSIONS_PER_KEY", "max_sessions_per_key", int, 1, 10**7),

@@ -77,6 +77,29 @@ class RequestTimeout(WrapperError):
     code = "request_timeout"
 
 
+class MalformedRequest(WrapperError):
+    """Raised (by wrapper.hypercorn_fixes, for h11's parser) when a request's HTTP framing is
+    unreadable: a bad request line, header or chunk. The connection closes after the answer."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "malformed_request"
+
+
+class HeadersTooLarge(MalformedRequest):
+    """Raised when a request line and headers outgrow ``MAX_HEADER_BYTES`` before they end."""
+
+    status = 431
+    code = "headers_too_large"
+
+
+class UnsupportedFraming(MalformedRequest):
+    """Raised when a request uses a Transfer-Encoding other than ``chunked``."""
+
+    status = 501
+    code = "unsupported_transfer_encoding"
+
+
 class NotFound(WrapperError):
     """Raised when no route matches the path, or a named resource does not exist."""
 

@@ -6,9 +6,14 @@ Under systemd (``Type=notify``) it reports ``READY=1`` once it accepts connectio
 Stop sequence (SIGINT or SIGTERM, or ``shutdown`` set by an embedding caller):
 1. the app starts draining: new requests get 503, runs in flight get ``shutdown_grace``
    seconds, after which each ends with a clean error (an error frame when streaming);
-2. hypercorn stops accepting and waits for open requests, at most ``shutdown_grace`` plus
-   ``CANCEL_MARGIN`` seconds, then cancels what is left. Every run closes its CLI process
-   in a shielded, bounded ``finally``, so none outlives ``serve``.
+2. hypercorn stops accepting, closes idle keep-alive connections at once, and waits for
+   open requests, at most ``shutdown_grace`` plus ``CANCEL_MARGIN`` seconds, then cancels
+   what is left. Every run closes its CLI process in a shielded, bounded ``finally``, so
+   none outlives ``serve``.
+
+hypercorn runs with the fixes of ``wrapper.hypercorn_fixes`` installed: no malformed request
+can end the process, idle connections close after ``keep_alive_timeout``, its own error
+answers are envelopes, and at most ``max_connections`` connections are open at once.
 """
 
 from __future__ import annotations
@@ -19,14 +24,14 @@ import signal
 import socket
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from wrapper import places, sandbox
+from wrapper import hypercorn_fixes, places, sandbox
 from wrapper.app import App, Router
 from wrapper.claude import Backend
 from wrapper.config import Config
 from wrapper.handlers import routes
+from wrapper.hypercorn_fixes import HypercornConfig
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +56,7 @@ def build_app(config: Config) -> App:
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:
-    hc = HypercornConfig()
+    hc = HypercornConfig(config.max_connections)
     hc.bind = [
         f"[{config.host}]:{config.port}" if ":" in config.host else f"{config.host}:{config.port}"
     ]
@@ -85,6 +90,7 @@ async def serve(
                 nursery.start_soon(_wait_for_signal, stop)
             await nursery.start(app.limiter.sweeper)
             await nursery.start(app.sessions.reaper)
+            hypercorn_fixes.install()
             hc = hypercorn_config(config)
             binds = await nursery.start(_serve_app, app, hc, trigger, nursery.cancel_scope)
             log.info("listening on %s", ", ".join(binds))
