@@ -81,5 +81,5 @@ async def exchange(url: str, data: bytes) -> tuple[list[Response], bytes]:
 
 
 def get(path: str, *headers: str) -> bytes:
-    lines = [f"GET {path} HTTP/1.1", "host: test", *headers, "", ""]
+    lines = [f"GET {path} HTTP/1.1", "host: localhost", *headers, "", ""]
     return "\r\n".join(lines).encode()

@@ -40,7 +40,7 @@ EARLY = {
 TAILS = {
     "http/1.0 body without content-length": (b" HTTP/1.0\r\n\r\n", b'{"a": 1}'),
     "bad chunk-size line": (
-        b" HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n",
+        b" HTTP/1.1\r\nhost: localhost\r\ntransfer-encoding: chunked\r\n\r\n",
         b"ZZ\r\n",
     ),
 }
@@ -76,7 +76,8 @@ IDLE_AFTER = {
     "models": get("/v1/models"),
     "404": get("/nope"),
     "400 from the chat handler": (
-        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\n\r\n{"
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\n"
+        b"content-type: application/json\r\ncontent-length: 1\r\n\r\n{"
     ),
 }
 
@@ -105,7 +106,10 @@ async def test_idle_connection_closes_after_a_claude_run(
     body = json.dumps(
         {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
     ).encode()
-    head = b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\n"
+        b"content-type: application/json\r\n"
+    )
     with trio.fail_after(60):
         stream = await connect(server.url)
         async with stream:
@@ -125,7 +129,8 @@ async def test_an_answer_before_the_upload_ends_arrives_whole(
         stream = await connect(server.url)
         async with stream:
             await stream.send_all(
-                b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 200000\r\n\r\n"
+                b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\n"
+                b"content-type: application/json\r\ncontent-length: 200000\r\n\r\n"
             )
             response = await read_response(stream)
             for _ in range(100):  # the client finishes its upload, unaware

@@ -298,7 +298,11 @@ async def test_draining_server_answers_open_connections(
         async with server.http() as http:
             health = await http.get("/health")
             # A body in many writes: the answer comes before its end, and must still arrive.
-            chat = await http.post("/v1/chat/completions", content=b"x" * 1_000_000)
+            chat = await http.post(
+                "/v1/chat/completions",
+                content=b"x" * 1_000_000,
+                headers={"content-type": "application/json"},
+            )
     assert health.status_code == 503
     assert health.json()["status"] == "draining"
     assert chat.status_code == 503
