@@ -34,9 +34,10 @@ bench: install
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/continuation.py
 
-# What the contrib/ and examples/ tests run. Commands from Debian when missing (command:package);
+# What the contrib/ and examples/ tests run, and bubblewrap for the sandbox tests (wrapper.sandbox).
+# Commands from Debian when missing (command:package);
 # nginx may live in /usr/sbin, off a normal user's PATH.
-CONTRIB_COMMANDS := nginx:nginx systemd-analyze:systemd openssl:openssl curl:curl
+CONTRIB_COMMANDS := nginx:nginx systemd-analyze:systemd openssl:openssl curl:curl bwrap:bubblewrap
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_INSTALL := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends
 

@@ -191,7 +191,7 @@ async def test_debug_endpoint_off_by_default(http: httpx.AsyncClient) -> None:
 
 
 async def test_debug_endpoint_shows_the_conversion(start_server: Any, mock: MockAnthropic) -> None:
-    server = await start_server(debug_mode=True)
+    server = await start_server(debug_mode=True, rate_limit_enabled=False)
     body = {
         "model": "haiku",
         "messages": [
@@ -205,6 +205,12 @@ async def test_debug_endpoint_shows_the_conversion(start_server: Any, mock: Mock
         with trio.fail_after(30):
             good = await http.post("/v1/debug/request", json=body)
             bad = await http.post("/v1/debug/request", json={"messages": [{"role": "x"}]})
+            deep = await http.post(
+                "/v1/debug/request",
+                content=b"[" * 100_000,
+                headers={"content-type": "application/json"},
+            )
+    assert (deep.status_code, deep.json()["error"]["code"]) == (200, "invalid_json")
     run = good.json()["claude_run"]
     assert good.json()["valid"] is True
     assert run["model"] == "haiku"

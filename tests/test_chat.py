@@ -240,3 +240,15 @@ async def test_keepalive_comments_during_silence(start_server: Any, mock: MockAn
                 raw = (await response.aread()).decode()
     assert raw.count(": keep-alive\n\n") >= 2
     assert raw.endswith("data: [DONE]\n\n")
+
+
+async def test_a_system_prompt_past_the_argument_limit_reaches_claude(
+    http: httpx.AsyncClient, mock: MockAnthropic
+) -> None:
+    # Linux caps one command-line argument at 128 KiB; the prompt goes by a file instead.
+    system = "Be brief. " * 30_000  # 300 KB
+    body = {"messages": [{"role": "system", "content": system}, {"role": "user", "content": "hi"}]}
+    with trio.fail_after(30):
+        response = await http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert system.strip() in mock.messages[0].system_text

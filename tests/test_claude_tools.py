@@ -174,14 +174,20 @@ async def test_client_functions_still_stop_the_run(
     assert await left_behind(server, tmp_path) == ([], [], [])
 
 
-async def test_tools_listing(start_server: Any) -> None:
-    server = await start_server(tools_allowed=("Read", "Bash"))
+@pytest.mark.parametrize(("sandbox", "outside"), [("bwrap", "sandbox"), ("off", "none")])
+async def test_tools_listing(start_server: Any, sandbox: str, outside: str) -> None:
+    server = await start_server(tools_allowed=("Read", "Bash"), sandbox=sandbox)
     async with server.http() as http:
         r = await http.get("/v1/tools")
     assert r.status_code == 200
     body = r.json()
-    assert body["object"] == "list"
+    assert (body["object"], body["sandbox"]) == ("list", sandbox == "bwrap")
     assert [t["name"] for t in body["data"]] == list(KNOWN)
     assert {t["name"] for t in body["data"] if t["allowed"]} == {"Read", "Bash"}
-    assert all(set(t) == {"object", "name", "description", "allowed"} for t in body["data"])
+    assert all(
+        set(t) == {"object", "name", "description", "allowed", "confined"} for t in body["data"]
+    )
     assert all(t["description"] for t in body["data"])
+    confined = {t["name"]: t["confined"] for t in body["data"]}
+    assert confined["Read"] == confined["Grep"] == "directory"
+    assert confined["Bash"] == confined["WebFetch"] == outside

@@ -76,6 +76,7 @@ from claude_agent_sdk import (
     ToolUseBlock,
     create_sdk_mcp_server,
 )
+from claude_agent_sdk.types import SystemPromptFile
 
 from wrapper import auth, builtin, errors, places, sandbox, transcript, upstream
 from wrapper.config import Config
@@ -164,7 +165,11 @@ class Backend:
             fork_session=place.fork,
             max_turns=self.config.max_turns,
             include_partial_messages=True,
-            system_prompt=turn.system_prompt,
+            # From a file of the place: one command-line argument is capped at 128 KiB
+            # (Linux's MAX_ARG_STRLEN), a client's system prompt is not.
+            system_prompt=SystemPromptFile(type="file", path=str(place.system_prompt))
+            if turn.system_prompt is not None
+            else None,
             model=turn.model,
             cwd=place.cwd,
             cli_path=self.launcher or self.config.cli_path,
@@ -204,6 +209,8 @@ class Backend:
             if turn.messages:
                 place = attrs.evolve(place, resume=str(uuid.uuid4()))
                 await _write_transcript(turn, place)
+            if turn.system_prompt is not None:
+                await trio.to_thread.run_sync(place.system_prompt.write_text, turn.system_prompt)
             credentials = await trio.to_thread.run_sync(
                 auth.cli_credentials,
                 self.config.claude_environment(),

@@ -4,7 +4,8 @@ backend and the session code call it from worker threads).
 A place is one directory, private to the server's user, that holds all a run touches:
 - ``work/``: the run's cwd, the only directory its file tools may reach (wrapper.builtin);
 - ``claude/``: the CLI's own state for this place (``CLAUDE_CONFIG_DIR``: its settings
-  and the transcripts it resumes), so no run's CLI ever sees another's conversations;
+  and the transcripts it resumes, and the run's system prompt), so no run's CLI ever sees
+  another's conversations;
 - the place itself is the CLI's ``HOME``, so ``~`` names the place, not the server's home.
 A stateless run gets a fresh place that is removed after it; a session or a continuation
 chain keeps its place until it is deleted or expires.
@@ -57,6 +58,11 @@ class Place:
     def project(self) -> Path:
         """Where the CLI keeps the transcripts of runs in this place."""
         return self.config_dir / "projects" / project_key_for_directory(self.cwd)
+
+    @property
+    def system_prompt(self) -> Path:
+        """The run's system prompt, read by the CLI (``--system-prompt-file``)."""
+        return self.config_dir / "system-prompt.md"
 
     def transcript(self, claude_session_id: str) -> Path:
         return self.project / f"{claude_session_id}.jsonl"

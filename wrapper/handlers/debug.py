@@ -3,24 +3,18 @@ parsed and turned into a Claude Code run, or the validation error it gets. Runs 
 
 from __future__ import annotations
 
-import json
-
 from wrapper import errors
 from wrapper.app import Request
 from wrapper.convert import to_turn
 from wrapper.http import send_json
-from wrapper.schema import parse_chat_request, to_json
+from wrapper.schema import decode_chat_request, to_json
 
 
 async def inspect(request: Request) -> None:
     config = request.app.config
     try:
-        body = json.loads(request.body)
-        chat = parse_chat_request(body)
+        chat = decode_chat_request(request.body)
         turn = to_turn(chat, config.default_model)
-    except json.JSONDecodeError as exc:
-        error = errors.InvalidRequest(f"The request body is not valid JSON: {exc}.")
-        payload = {"valid": False, **error.envelope()}
     except errors.WrapperError as exc:
         payload = {"valid": False, **exc.envelope()}
     else:
