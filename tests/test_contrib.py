@@ -64,9 +64,6 @@ OTHER_SETTINGS = {
     "PYTHONDONTWRITEBYTECODE",
     "PIP_NO_CACHE_DIR",
     "PIP_DISABLE_PIP_VERSION_CHECK",
-    # The server's switch for its bubblewrap sandbox of the CLI processes (auto, bwrap,
-    # off): the image sets it before the server's own table in the README lists it.
-    "SANDBOX",
 }
 
 
