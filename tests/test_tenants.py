@@ -27,7 +27,7 @@ from tests.test_sessions import (
     holds_first_turn,
 )
 from wrapper.config import load
-from wrapper.session_store import DB_NAME, NO_KEY_TENANT, Store, TurnRecord
+from wrapper.session_store import DB_NAME, NO_KEY_TENANT, SCHEMA_VERSION, Store, TurnRecord
 
 KEY_A, KEY_B, KEY_C = "key-a-1234", "key-b-5678", "key-c-9012"
 
@@ -137,7 +137,7 @@ async def test_a_first_release_database_is_migrated(
     async with keyed.http() as http:  # the first release's sessions are the no-key tenant's
         assert (await http.get("/v1/sessions/s1", headers=as_key(KEY_A))).status_code == 404
     with closing(sqlite3.connect(state / DB_NAME)) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert db.execute("SELECT tenant, id FROM sessions").fetchall() == [(NO_KEY_TENANT, "s1")]
 
 

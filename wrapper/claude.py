@@ -31,7 +31,9 @@ Rules kept here:
 - A run that does not finish (client gone, timeout, shutdown) is stopped with
   ``interrupt()``, shielded and bounded, before the process is closed: measured here,
   this aborts the upstream stream and frees the CLI in about 0.1 s, where plain
-  cancellation lets the CLI finish its answer and takes about 4.5 s to close.
+  cancellation lets the CLI finish its answer and takes about 4.5 s to close. A CLI still
+  open ``CLOSE_TIMEOUT`` after the run was stopped (wedged) gets SIGTERM, and SIGKILL
+  ``KILL_TIMEOUT`` later: closing never takes more than 1.5 s.
 - The process and a stateless run's place (with the CLI's transcript of the run, which
   holds the whole conversation) never outlive the run; a place given by the caller
   (wrapper.sessions, wrapper.continuation) belongs to its owner.
@@ -39,8 +41,10 @@ Rules kept here:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -87,7 +91,12 @@ from wrapper.tools import CallDelta, Calling, CallTracker, FunctionCall
 log = logging.getLogger(__name__)
 
 # interrupt() answered in ~30 ms when measured; past this the CLI is wedged, so close it.
-INTERRUPT_TIMEOUT = 2.0
+INTERRUPT_TIMEOUT = 1.0
+# A run that ends unfinished leaves its CLI this long to close before SIGTERM, then this
+# long again before SIGKILL: one that heeds the interrupt is gone in ~0.1 s, and the SDK
+# alone would wait 5 s (and 5 more after SIGTERM) on a wedged one, holding the answer.
+CLOSE_TIMEOUT = 1.0
+KILL_TIMEOUT = 0.5
 # The in-process MCP server that carries the client's functions.
 CLIENT_SERVER = "client"
 # For runs that offer client functions (CLI 2.1.332 settings, checked by tests/test_tools.py):
@@ -227,23 +236,35 @@ class Backend:
 
     async def _run(self, turn: Turn, options: ClaudeAgentOptions, run: _Run) -> Outcome:
         client = ClaudeSDKClient(options)
-        finished = False
+        result: Outcome | Exception | None = None
+        closed = trio.Event()
         self.live_processes += 1
-        try:
-            with _map_errors():
-                await client.connect()
-                if not turn.messages:  # a written transcript already ends with the question
-                    await client.query(turn.prompt)
-                outcome = await _collect(client, run)
-                finished = True
-                return outcome
-        finally:
-            with trio.CancelScope(shield=True):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_close_or_kill, client, closed)
+            try:
+                with _map_errors():
+                    await client.connect()
+                    if not turn.messages:  # a written transcript already ends with the question
+                        await client.query(turn.prompt)
+                    result = await _collect(client, run)
+            except Exception as exc:  # raised outside the nursery: not an exception group
+                result = exc
+            finally:
+                finished = isinstance(result, Outcome)
                 if not finished:
-                    with trio.move_on_after(INTERRUPT_TIMEOUT):
-                        await _interrupt(client)
-                await client.disconnect()
+                    nursery.cancel_scope.cancel()  # _close_or_kill's clock starts
+                with trio.CancelScope(shield=True):
+                    if not finished:
+                        with trio.move_on_after(INTERRUPT_TIMEOUT):
+                            await _interrupt(client)
+                    await client.disconnect()
+                closed.set()
+                nursery.cancel_scope.cancel()
                 self.live_processes -= 1
+        if not isinstance(result, Outcome):
+            assert result is not None  # else a cancellation went through
+            raise result
+        return result
 
 
 class _Gate:
@@ -324,6 +345,30 @@ async def _write_transcript(turn: Turn, place: Place) -> None:
             f"Cannot write the conversation for Claude Code: {exc.strerror}.",
             code="transcript_unavailable",
         ) from exc
+
+
+async def _close_or_kill(client: ClaudeSDKClient, closed: trio.Event) -> None:
+    """Once cancelled (the run ended unfinished), give the CLI ``CLOSE_TIMEOUT`` to close,
+    then SIGTERM, then SIGKILL: a wedged CLI never holds a request past its timeout by more
+    than that. Its own task, since the SDK closes it shielded (in ``connect()`` too)."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            await _stop_unless_closed(client, closed)
+
+
+async def _stop_unless_closed(client: ClaudeSDKClient, closed: trio.Event) -> None:
+    for seconds, signum in ((CLOSE_TIMEOUT, signal.SIGTERM), (KILL_TIMEOUT, signal.SIGKILL)):
+        with trio.move_on_after(seconds):
+            await closed.wait()
+        # The SDK gives no handle on its process (the launcher, whose CLI goes with it).
+        process = getattr(client._transport, "_process", None)
+        if closed.is_set() or process is None or process.returncode is not None:
+            return
+        log.warning("Claude Code did not close within %g s: sending %s", seconds, signum.name)
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signum)
 
 
 async def _interrupt(client: ClaudeSDKClient) -> None:

@@ -18,6 +18,11 @@ Rules kept here:
 - The runs of one conversation share a place (``<workdir>/chains/<random>``); its
   transcripts stay until no conversation of the chain was used for ``SESSION_TTL``,
   then the reaper (wrapper.sessions) removes them. A vanished transcript means a fresh run.
+- A crash leaves nothing that is ever continued wrongly. A new chain's place is journaled
+  (wrapper.sessions ``begin_turn``) until its first answer is recorded, so one a crash cut
+  is removed at the next start, not left with no row to expire it. A continued run cut by
+  a crash leaves its fork's transcript, which nothing names (a conversation is recorded
+  only once answered), beside an untouched parent; it goes when its chain expires.
 - Only plain conversations: function calling and Claude Code's tools run as before.
 - The run slot (``slot``) is taken after the lookup, just around the run.
 - The store is an optimisation here: when it fails, the lookup finds nothing and the
@@ -26,6 +31,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -42,6 +48,7 @@ from wrapper.claude import Backend, CallSink, Outcome, TextSink
 from wrapper.config import Config
 from wrapper.convert import Turn
 from wrapper.places import Place
+from wrapper.session_store import PendingTurn
 from wrapper.sessions import Sessions, Slot
 
 log = logging.getLogger(__name__)
@@ -105,6 +112,9 @@ class Continuations:
             turn = attrs.evolve(turn, prompt=current)
         kept = False
         try:
+            if fresh:
+                with contextlib.suppress(errors.WrapperError):  # logged; only a crash needs it
+                    await self.sessions.begin_turn(PendingTurn(str(place.root), None))
             async with slot:
                 outcome = await self.backend.run(turn, on_text, on_call, place)
             if outcome.text and not outcome.calls:
@@ -116,6 +126,7 @@ class Continuations:
             if fresh and not kept:  # nothing can continue it: leave nothing behind
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(places.remove, place.root)
+                    await self.sessions.end_turn(str(place.root))
 
     async def _record(self, key: str, claude_session_id: str, root: Path) -> bool:
         """Remember the answered conversation; False when the store failed (logged)."""

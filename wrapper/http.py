@@ -4,7 +4,9 @@ Rules kept here:
 - A body is read whole before the handler runs and never past ``limit`` bytes: a declared
   ``content-length`` over the limit is refused before reading anything.
 - ``SSEWriter`` starts the response lazily, on its first frame, so an error that happens
-  before any output (an upstream 429, a bad model) still gets its real HTTP status.
+  before any output (an upstream 429, a bad model) still gets its real HTTP status. A
+  keep-alive comment is a frame too, so it comes only after ``interval`` seconds of
+  silence and never past the request's deadline (see wrapper.handlers.chat).
 - Writes to one response are serialized by a lock: the keep-alive task and the handler
   both write.
 """
@@ -136,12 +138,15 @@ class SSEWriter:
         """Close the stream without ``[DONE]`` (after an error frame)."""
         await self._write(b"", more=False)
 
-    async def keepalive(self, interval: float) -> None:
-        """Send a comment line whenever nothing was written for ``interval`` seconds."""
-        while True:
-            await trio.sleep_until(self.last_write + interval)
-            if trio.current_time() >= self.last_write + interval:
-                await self._write(b": keep-alive\n\n")
+    async def keepalive(self, interval: float, until: float) -> None:
+        """Send a comment line whenever nothing was written for ``interval`` seconds, up to
+        the deadline ``until`` (what follows it is the answer or its error, promptly)."""
+        with trio.move_on_at(until):
+            while True:
+                await trio.sleep_until(self.last_write + interval)
+                now = trio.current_time()
+                if self.last_write + interval <= now < until:
+                    await self._write(b": keep-alive\n\n")
 
 
 async def watch_disconnect(receive: Receive, cancel_scope: trio.CancelScope) -> None:

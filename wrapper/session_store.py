@@ -6,14 +6,21 @@ one connect costs ~0.1 ms, nothing next to a Claude Code run (hundreds of ms).
 
 Rules kept here:
 - WAL journal: readers (the listing endpoints) never block the writer that records a turn.
+  Transactions that write begin IMMEDIATE, so two writers queue (``BUSY_TIMEOUT``) rather
+  than one failing: every run in a lasting place writes its journal entry beside them.
 - A row is written only after a run succeeded (``record_turn``), so a failed run never
   changes what the table says about a session.
+- A run in a place that outlives it is journaled before it starts (``begin_turn``: the
+  ``turns`` table, committed, so durable): what undoes it if it never completes, a
+  ``kill -9`` included. The row that records the finished turn (``record_turn``,
+  ``record_continuation``) ends its journal entry in the same transaction, so a turn is
+  either recorded or still journaled, never both, never neither.
 - Every session belongs to a tenant (the API key's digest; ``NO_KEY_TENANT`` without
   keys) and is keyed by (tenant, id): every query names the tenant, so one key's
   sessions are invisible to another, and the same id under two keys is two sessions.
-- The schema is versioned (``PRAGMA user_version``). A database of the first release
-  (version 0, no tenant column) is migrated in place, in one transaction, on first use:
-  its sessions go to ``NO_KEY_TENANT``.
+- The schema is versioned (``PRAGMA user_version``) and upgraded in place, in one
+  transaction, on first use. A database of the first release (version 0, no tenant column)
+  has its sessions moved to ``NO_KEY_TENANT``; version 1 gains the ``turns`` journal.
 - Listings page by (created, id), newest first: both never change, so a cursor stays
   valid while other sessions are used.
 - Times are Unix seconds (``time.time()``): they must survive a restart of the server.
@@ -21,6 +28,7 @@ Rules kept here:
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -35,8 +43,9 @@ DB_NAME = "sessions.sqlite3"
 BUSY_TIMEOUT = 10.0
 # The one tenant when no API keys are configured: every client shares its sessions.
 NO_KEY_TENANT = ""
-# 1: sessions keyed by (tenant, id). 0: the first release's table, keyed by id alone.
-SCHEMA_VERSION = 1
+# 2: with the journal of runs in flight. 1: sessions keyed by (tenant, id). 0: the first
+# release's table, keyed by id alone.
+SCHEMA_VERSION = 2
 
 SCHEMA = (
     """
@@ -66,6 +75,18 @@ CREATE TABLE IF NOT EXISTS continuations (
     claude_session_id TEXT NOT NULL,
     cwd TEXT NOT NULL,
     last_used REAL NOT NULL
+)
+""",
+    # Runs in flight in a place that outlives them (a session's, a new chain's): one at a
+    # time per place. ``resumed``: the Claude session the run resumes, NULL for a new
+    # place; ``saved``: that transcript's bytes before the run; ``before``: a JSON list of
+    # the names of the place's transcripts before the run.
+    """
+CREATE TABLE IF NOT EXISTS turns (
+    cwd TEXT PRIMARY KEY,
+    resumed TEXT,
+    saved BLOB,
+    before TEXT NOT NULL
 )
 """,
 )
@@ -124,6 +145,16 @@ class TurnRecord:
 
 
 @attrs.frozen
+class PendingTurn:
+    """A run in flight in the place ``cwd``, as journaled before it started: what undoes it."""
+
+    cwd: str
+    resumed: str | None  # the Claude session it resumes; None: a new place, undone by removal
+    saved: bytes | None = None  # that transcript before the run (None: it is left alone)
+    before: tuple[str, ...] = ()  # the names of the place's transcripts before the run
+
+
+@attrs.frozen
 class Totals:
     """What one tenant's sessions add up to."""
 
@@ -141,7 +172,10 @@ class Store:
         self.path = state_dir / DB_NAME
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction; ``write``: it takes the write lock at once (waiting up to
+        ``BUSY_TIMEOUT`` for it): a read that then writes would fail, not wait, when
+        another connection wrote meanwhile (SQLITE_BUSY_SNAPSHOT)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():  # private whatever the umask; SQLite's -wal and -shm
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
@@ -149,7 +183,7 @@ class Store:
         with closing(sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)) as db:
             if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 _upgrade(db)
-            db.execute("BEGIN")
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             with db:  # one transaction, committed on success
                 yield db
 
@@ -204,8 +238,10 @@ class Store:
     def record_turn(
         self, tenant: str, session_id: str, cwd: str, turn: TurnRecord, now: float
     ) -> None:
-        """Add a turn to the session, creating its row on its first turn."""
-        with self._db() as db:
+        """Add a turn to the session, creating its row on its first turn; end its journal
+        entry."""
+        with self._db(write=True) as db:
+            db.execute("DELETE FROM turns WHERE cwd = ?", (cwd,))
             db.execute(
                 f"INSERT INTO sessions ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT(tenant, id) DO UPDATE SET"
@@ -231,9 +267,12 @@ class Store:
             )
 
     def delete(self, tenant: str, session_id: str) -> bool:
-        with self._db() as db:
-            query = "DELETE FROM sessions WHERE tenant = ? AND id = ?"
-            return db.execute(query, (tenant, session_id)).rowcount > 0
+        with self._db(write=True) as db:
+            key = (tenant, session_id)
+            where = "WHERE tenant = ? AND id = ?"
+            db.execute(f"DELETE FROM turns WHERE cwd IN (SELECT cwd FROM sessions {where})", key)
+            query = f"DELETE FROM sessions {where}"
+            return db.execute(query, key).rowcount > 0
 
     def expired(self, before: float) -> list[SessionRow]:
         if not self.path.exists():
@@ -244,7 +283,7 @@ class Store:
 
     def continuation(self, key: str, now: float) -> tuple[str, str] | None:
         """(claude session id, cwd) of the conversation hashed as ``key``; renews it."""
-        with self._db() as db:
+        with self._db(write=True) as db:
             found = db.execute(
                 "SELECT claude_session_id, cwd FROM continuations WHERE key = ?", (key,)
             ).fetchone()
@@ -253,7 +292,9 @@ class Store:
         return (str(found[0]), str(found[1])) if found else None
 
     def record_continuation(self, key: str, claude_session_id: str, cwd: str, now: float) -> None:
-        with self._db() as db:
+        """Remember an answered conversation of the chain in ``cwd``; end its journal entry."""
+        with self._db(write=True) as db:
+            db.execute("DELETE FROM turns WHERE cwd = ?", (cwd,))
             db.execute(
                 "INSERT OR REPLACE INTO continuations VALUES (?, ?, ?, ?)",
                 (key, claude_session_id, cwd, now),
@@ -264,7 +305,7 @@ class Store:
         ``before``; return their directories, for the caller to remove."""
         if not self.path.exists():
             return []
-        with self._db() as db:
+        with self._db(write=True) as db:
             rows = db.execute(
                 "SELECT cwd FROM continuations GROUP BY cwd HAVING MAX(last_used) < ?", (before,)
             ).fetchall()
@@ -272,11 +313,33 @@ class Store:
             db.executemany("DELETE FROM continuations WHERE cwd = ?", [(c,) for c in cwds])
         return cwds
 
+    def begin_turn(self, turn: PendingTurn) -> None:
+        """Journal a run about to start (replacing what an earlier run in the place left)."""
+        with self._db(write=True) as db:
+            db.execute(
+                "INSERT OR REPLACE INTO turns VALUES (?, ?, ?, ?)",
+                (turn.cwd, turn.resumed, turn.saved, json.dumps(turn.before)),
+            )
+
+    def end_turn(self, cwd: str) -> None:
+        """Forget the journal entry of the run in ``cwd`` (undone, or nothing to undo)."""
+        with self._db(write=True) as db:
+            db.execute("DELETE FROM turns WHERE cwd = ?", (cwd,))
+
+    def pending_turns(self) -> list[PendingTurn]:
+        """The runs journaled and never ended: at start-up, those a crash cut."""
+        if not self.path.exists():
+            return []
+        with self._db() as db:
+            rows = db.execute("SELECT cwd, resumed, saved, before FROM turns").fetchall()
+        return [PendingTurn(c, r, s, tuple(json.loads(b))) for c, r, s, b in rows]
+
 
 def _upgrade(db: sqlite3.Connection) -> None:
-    """Bring the database to ``SCHEMA_VERSION``: create it, or migrate the first
-    release's table (its sessions go to ``NO_KEY_TENANT``). One transaction; the version
-    is read again inside it, since another connection may have upgraded meanwhile."""
+    """Bring the database to ``SCHEMA_VERSION``: create it, migrate the first release's
+    table (its sessions go to ``NO_KEY_TENANT``), create the tables a version lacks. One
+    transaction; the version is read again inside it, since another connection may have
+    upgraded meanwhile."""
     db.execute("PRAGMA journal_mode=WAL")  # kept in the file; not allowed in a transaction
     db.execute("BEGIN IMMEDIATE")
     with db:
@@ -287,9 +350,12 @@ def _upgrade(db: sqlite3.Connection) -> None:
             )
         if version == SCHEMA_VERSION:
             return
-        legacy = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
-        ).fetchone()
+        legacy = (
+            version == 0
+            and db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
+            ).fetchone()
+        )
         if legacy:
             db.execute("ALTER TABLE sessions RENAME TO sessions_v0")
         for table in SCHEMA:

@@ -20,11 +20,16 @@ Rules kept here:
   ``max_sessions``, or its API key ``max_sessions_per_key`` (not applied to the one no-key
   tenant); existing sessions keep working. First turns still running are not counted
   yet, so a key can pass its cap by at most its runs in flight.
-- Nothing lost: the transcript is copied before a run; a run that fails in any way
-  (upstream error, timeout, disconnect, shutdown) gets it back, and the row is written
-  only after success. A first turn that fails leaves no session at all.
+- Nothing lost: before a run the transcript is copied and the copy journaled, durably,
+  in the store (``PendingTurn``); a run that fails in any way (upstream error, timeout,
+  disconnect, shutdown) gets it back, and the row, written only after success, ends the
+  journal entry in the same transaction. A first turn that fails leaves no session at
+  all. A turn a crash cut (even ``kill -9``) is still journaled: at start-up, before the
+  first request, ``recover`` undoes it the same way, so the transcript and the table
+  agree again (a new chain of wrapper.continuation, journaled too, is removed).
 - A paid answer is the client's: when the store cannot record the finished turn, the
-  error is logged and the answer still goes out (a first turn then leaves no session).
+  error is logged and the answer still goes out, and the session is rolled back to what
+  its row says, as after a failure (a first turn then leaves no session).
 - A session whose transcript vanished is refused with 409 ``session_transcript_missing``
   (delete it and start again), never silently continued without its context.
 - Requests that carry client functions or their results are refused in a session (400):
@@ -48,7 +53,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import attrs
 import trio
 
 from wrapper import errors, places
@@ -56,7 +60,14 @@ from wrapper.claude import Backend, CallSink, Outcome, TextSink
 from wrapper.config import Config
 from wrapper.convert import Turn, usage_from
 from wrapper.places import Place
-from wrapper.session_store import NO_KEY_TENANT, SessionRow, Store, Totals, TurnRecord
+from wrapper.session_store import (
+    NO_KEY_TENANT,
+    PendingTurn,
+    SessionRow,
+    Store,
+    Totals,
+    TurnRecord,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +98,6 @@ def session_id_of(body: str | None, header: str | None) -> str | None:
             code="invalid_session_id",
         )
     return value
-
-
-@attrs.frozen
-class _Snapshot:
-    """A session's files before a run: what a failed run is rolled back to."""
-
-    place: Place
-    fresh: bool  # no turn stored yet: a failure removes everything
-    before: frozenset[Path]
-    saved: tuple[Path, bytes] | None
 
 
 class Sessions:
@@ -201,16 +202,18 @@ class Sessions:
             root = Path(row.cwd) if row else self.directory(tenant, session_id)
             place = Place(root, row.claude_session_id if row else None)
             try:
-                snapshot = await trio.to_thread.run_sync(_snapshot, place, self.config.workdir)
+                pending = await trio.to_thread.run_sync(_snapshot, place, self.config.workdir)
             except (OSError, places.UnsafeDirectory) as exc:
                 log.error("session %s: cannot prepare its place: %s", session_id, exc)
                 raise errors.WorkdirUnavailable("Cannot prepare this session's directory.") from exc
             try:
+                await self.begin_turn(pending)
                 async with slot:
                     outcome = await self.backend.run(turn, on_text, on_call, place)
             except BaseException:
                 with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(_restore, snapshot)
+                    await trio.to_thread.run_sync(undo, pending)
+                    await self.end_turn(pending.cwd)
                 raise
             usage = usage_from(outcome.usage)
             record = TurnRecord(
@@ -222,23 +225,48 @@ class Sessions:
                 cost_usd=outcome.cost_usd or 0.0,
             )
             with trio.CancelScope(shield=True):  # the answer exists: keep it
-                await self._record(tenant, session_id, record, snapshot)
+                await self._record(tenant, session_id, record, pending)
             return outcome
 
+    async def begin_turn(self, pending: PendingTurn) -> None:
+        """Journal a run about to start in a place that outlives it; a crash is undone at
+        the next start (``recover``)."""
+        await self.stored(self.store.begin_turn, pending)
+
+    async def end_turn(self, cwd: str) -> None:
+        """Forget the journal entry of a run undone (or with nothing to undo)."""
+        with contextlib.suppress(errors.WrapperError):  # logged; undone again at the next start
+            await self.stored(self.store.end_turn, cwd)
+
+    async def recover(self) -> int:
+        """Undo the runs a crash cut: journaled, never ended. Before any request is taken."""
+        pending = await self.stored(self.store.pending_turns)
+        undone = 0
+        for turn in pending:
+            try:
+                await trio.to_thread.run_sync(undo, turn)
+            except OSError as exc:  # kept in the journal: the next start tries again
+                log.error("cannot roll back the turn cut in %s: %s", turn.cwd, exc)
+                continue
+            await self.stored(self.store.end_turn, turn.cwd)
+            undone += 1
+        if pending:
+            log.warning("rolled back %d of %d turn(s) cut by a crash", undone, len(pending))
+        return undone
+
     async def _record(
-        self, tenant: str, session_id: str, record: TurnRecord, snapshot: _Snapshot
+        self, tenant: str, session_id: str, record: TurnRecord, pending: PendingTurn
     ) -> None:
-        root = snapshot.place.root
         try:
             await self.stored(
-                self.store.record_turn, tenant, session_id, str(root), record, time.time()
+                self.store.record_turn, tenant, session_id, pending.cwd, record, time.time()
             )
         except errors.WrapperError:  # the store's error is logged by stored()
             log.error("session %s: turn answered but not recorded; the client gets it", session_id)
-            if snapshot.fresh:  # no row names these files: nothing could reach them again
-                await trio.to_thread.run_sync(places.remove, root)
+            await trio.to_thread.run_sync(undo, pending)  # back to what the table says
+            await self.end_turn(pending.cwd)
             return
-        self.count += snapshot.fresh
+        self.count += pending.resumed is None  # a new session
 
     async def delete(self, tenant: str, session_id: str) -> None:
         async with self._locked((tenant, session_id)):
@@ -270,7 +298,10 @@ class Sessions:
     async def reaper(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Sweep every ``min(60, ttl / 2)`` seconds, for as long as the server runs."""
+        """Undo what a crash cut (``recover``), then sweep every ``min(60, ttl / 2)``
+        seconds, for as long as the server runs."""
+        with contextlib.suppress(errors.WrapperError):  # logged; the next start tries again
+            await self.recover()
         with contextlib.suppress(errors.WrapperError):  # logged; requests will report it
             self.count = await self.stored(self.store.count)
         task_status.started()
@@ -281,13 +312,13 @@ class Sessions:
                 await self.sweep()
 
 
-def _snapshot(place: Place, workdir: Path) -> _Snapshot:
+def _snapshot(place: Place, workdir: Path) -> PendingTurn:
+    """Make the session's place; what undoes the run about to start there."""
     places.make(place, workdir)
     saved = None
     if place.resume is not None:
-        path = place.transcript(place.resume)
         try:
-            saved = (path, path.read_bytes())
+            saved = place.transcript(place.resume).read_bytes()
         except FileNotFoundError:
             raise errors.SessionConflict(
                 "This session's Claude Code transcript is gone, so its context is lost;"
@@ -296,18 +327,23 @@ def _snapshot(place: Place, workdir: Path) -> _Snapshot:
                 code="session_transcript_missing",
             ) from None
     project = place.project
-    before = frozenset(project.glob("*.jsonl")) if project.is_dir() else frozenset()
-    return _Snapshot(place, place.resume is None, before, saved)
+    before = sorted(p.name for p in project.glob("*.jsonl")) if project.is_dir() else []
+    return PendingTurn(str(place.root), place.resume, saved, tuple(before))
 
 
-def _restore(snapshot: _Snapshot) -> None:
-    if snapshot.fresh:
-        places.remove(snapshot.place.root)
+def undo(pending: PendingTurn) -> None:
+    """Put a place back as it was before the run ``pending`` (blocking): a new place is
+    removed; else the transcripts the run added go and the resumed one is restored."""
+    root = Path(pending.cwd)
+    if pending.resumed is None:
+        places.remove(root)
         return
-    for path in snapshot.place.project.glob("*.jsonl"):
-        if path not in snapshot.before:
+    if not root.is_dir():  # removed meanwhile (the session was deleted): nothing to undo
+        return
+    place = Place(root, pending.resumed)
+    for path in place.project.glob("*.jsonl"):
+        if path.name not in pending.before:
             path.unlink(missing_ok=True)
             shutil.rmtree(path.with_suffix(""), ignore_errors=True)
-    if snapshot.saved is not None:
-        path, data = snapshot.saved
-        path.write_bytes(data)
+    if pending.saved is not None:
+        place.transcript(pending.resumed).write_bytes(pending.saved)

@@ -8,6 +8,20 @@ carries its index, id, type and name; the rest, argument fragments), a final chu
 response starts with the first chunk, so an error before any output keeps its HTTP status;
 an error after it is sent as a ``data: {"error": ...}`` frame and ends the stream.
 
+Keep-alives and the status (a decision): during a silence the stream sends an SSE comment
+every ``keepalive_interval`` seconds (15), since proxies and load balancers cut a
+connection idle for 30-60 s, and thinking or tool use can hold the first token for
+minutes. A comment starts the response, so it commits a 200: the first one comes only
+after ``keepalive_interval`` of silence, and none is sent past the request's deadline.
+So any error within the first 15 s without output (every refusal, an upstream error, a
+timeout of up to 15 s) keeps its status (504 for a timeout); a run silent for longer has
+already answered 200, and its error arrives as an error frame. Holding the status longer
+would lose the stream behind a proxy; keep-alives only after the first token would too.
+
+The timeout (``MAX_TIMEOUT``) holds to within 1.5 s, what closing a wedged CLI may take
+past the deadline (wrapper.claude: interrupt, SIGTERM after 1 s, SIGKILL 0.5 s later);
+one that heeds the interrupt is closed in about 0.1 s.
+
 Everything that can refuse the request (parsing, validation, policy, a session's own
 refusals) and the wait for a session's lock come before the run slot: the slot
 (``App.gate``, 503 when the server is full, 429 past the client's own cap) is taken just
@@ -99,14 +113,16 @@ class _Run:
             return await app.backend.run(turn, on_text, on_call)
 
 
-async def _run(run: _Run, on_text: TextSink | None, on_call: CallSink | None) -> Outcome:
-    """The run (with its waits for a session lock and a slot) under the request timeout
-    and the shutdown scope; what it reports goes to the access log and the metrics (never
-    content)."""
+async def _run(
+    run: _Run, on_text: TextSink | None, on_call: CallSink | None, deadline: float
+) -> Outcome:
+    """The run (with its waits for a session lock and a slot) under the request's
+    ``deadline`` and the shutdown scope; what it reports goes to the access log and the
+    metrics (never content)."""
     request, turn = run.request, run.turn
     app = request.app
     request.log["model"] = turn.model
-    with trio.move_on_after(app.config.timeout) as timeout:
+    with trio.move_on_at(deadline) as timeout:
         with app.run_scope() as stop:
             try:
                 outcome = await run(on_text, on_call)
@@ -128,7 +144,7 @@ async def _run(run: _Run, on_text: TextSink | None, on_call: CallSink | None) ->
 
 async def _complete(request: Request, run: _Run, head: ChunkHead) -> None:
     turn = run.turn
-    outcome = await _run(run, None, None)
+    outcome = await _run(run, None, None, trio.current_time() + request.app.config.timeout)
     completion = head.completion(
         outcome.text,
         outcome.stop_reason,
@@ -149,6 +165,8 @@ async def _stream(request: Request, chat: ChatRequest, run: _Run, head: ChunkHea
     role_sent = False
 
     started = trio.current_time()
+    config = request.app.config
+    deadline = started + config.timeout
 
     async def send(chunk: ChatCompletionChunk) -> None:
         nonlocal role_sent
@@ -166,9 +184,9 @@ async def _stream(request: Request, chat: ChatRequest, run: _Run, head: ChunkHea
 
     failure: errors.WrapperError | None = None
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(sse.keepalive, request.app.config.keepalive_interval)
+        nursery.start_soon(sse.keepalive, config.keepalive_interval, deadline)
         try:
-            outcome = await _run(run, on_text, on_call)
+            outcome = await _run(run, on_text, on_call, deadline)
         except errors.WrapperError as exc:
             failure = exc
         nursery.cancel_scope.cancel()
