@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean contrib-deps
+.PHONY: install run test lint bench stress clean contrib-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ clean:
 bench: install
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/continuation.py
+
+# Load, faults and fuzz against the real CLI and the mock API (loopback only, ~10 min on
+# 2 cores); figures printed and written to bench/results/stress-<date>.json. Options:
+# make stress STRESS_ARGS="--small", "--only fuzz load", "--out path.json".
+stress: install
+	$(BIN)/python -m bench.stress $(STRESS_ARGS)
 
 # What the contrib/ and examples/ tests run, and bubblewrap for the sandbox tests (wrapper.sandbox).
 # Commands from Debian when missing (command:package);
