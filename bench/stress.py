@@ -70,8 +70,9 @@ SCENARIOS: dict[str, tuple[Scenario, dict[str, Any], dict[str, Any]]] = {
     ),
 }
 
-# Seconds a run may overshoot its timeout by (closing the CLI, sending the answer).
-TIMEOUT_MARGIN = 1.0
+# Seconds a run may overshoot its timeout by: wrapper.claude's stated bound for closing a
+# wedged CLI (SIGTERM after CLOSE_TIMEOUT, SIGKILL after KILL_TIMEOUT more).
+TIMEOUT_MARGIN = 1.5
 # The launcher checks its parent twice a second: an orphan lives at most ~0.5 s, 1 s stated.
 ORPHAN_SECONDS = 1.0
 

@@ -6,7 +6,9 @@ Theory of operation. The SDK starts ``cli_path`` with its arguments; the server 
 real CLI in the background, passes on the SDK's signals (so closing a run still works),
 and has a watcher check its parent, the server. When the server dies, even by ``kill -9``,
 the script's parent changes, and within ``POLL_SECONDS`` the watcher kills the CLI, so
-no orphan finishes its turn upstream and spends tokens no client receives. (The kernel's
+no orphan finishes its turn upstream and spends tokens no client receives. When the
+launcher itself is killed (the SDK's last resort), the watcher kills the CLI and ends too,
+rather than outlive it. (The kernel's
 parent-death signal cannot do this here: Trio forks from a worker thread, and the signal
 fires when that thread exits, which idle worker threads do after seconds.)
 
@@ -55,6 +57,7 @@ exec 3<&-
 trap 'kill -TERM $child 2>/dev/null' TERM INT HUP
 (
     while :; do
+        parent=  # stays empty when the launcher itself is gone (killed by the SDK)
         read -r _ _ _ parent _ < /proc/$$/stat
         [ "$parent" = "$server" ] || {{ kill -KILL $child; exit; }}
         sleep {poll}
