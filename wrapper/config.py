@@ -1,7 +1,8 @@
 """The one frozen ``Config``, built once from command-line flags, the environment and ``.env``.
 
 Precedence: flag > environment > ``.env`` file > default. Nothing else in the package reads
-``os.environ``: modules get what they need from ``Config``.
+``os.environ``: modules get what they need from ``Config``. How each setting's text
+becomes a value, and the ``.env`` format, are in wrapper.values.
 
 The Claude Code CLI gets only what it needs (``claude_environment``): the variables of
 ``CLI_ENV_NAMES`` and ``CLI_ENV_PREFIXES`` (Claude Code's own, the Anthropic API's,
@@ -15,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from wrapper.builtin import DEFAULT_ALLOWED, KNOWN
-from wrapper.guard import NAME_RE
+from wrapper import values
+from wrapper.builtin import DEFAULT_ALLOWED
+from wrapper.values import ConfigError as ConfigError  # raised by load(), caught by callers
 
 # Current Claude models and the CLI's aliases; the CLI passes any other id through as-is.
 DEFAULT_MODELS = (
@@ -39,6 +40,10 @@ DEFAULT_MODELS = (
 # Modes in which the gate of wrapper.claude still decides: bypassPermissions would skip it
 # (and is refused as root), plan would run nothing.
 PERMISSION_MODES = ("default", "acceptEdits")
+# wrapper.sandbox: when bubblewrap works, always, never.
+SANDBOX_MODES = ("auto", "bwrap", "off")
+# Lines for people, or JSON lines for log shippers (wrapper.logs).
+LOG_FORMATS = ("plain", "json")
 
 # What the CLI may inherit (wrapper.places sets HOME and CLAUDE_CONFIG_DIR per run).
 CLI_ENV_NAMES = frozenset(
@@ -188,129 +193,6 @@ class Config:
         return self.home() / ".claude"
 
 
-class ConfigError(Exception):
-    """Raised when a flag, environment variable or .env line has an unusable value."""
-
-
-def _read_dotenv(path: Path) -> dict[str, str]:
-    """Parse ``KEY=value`` lines: ``#`` comments (whole-line, or after an unquoted value),
-    blank lines, ``export KEY=value`` and single or double quotes."""
-    values: dict[str, str] = {}
-    if not path.is_file():
-        return values
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key = key.removeprefix("export").strip() if key.startswith("export") else key.strip()
-        value = value.strip()
-        if value[:1] in ("'", '"') and value[0] in value[1:]:
-            value = value[1 : value.index(value[0], 1)]
-        else:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key] = value
-    return values
-
-
-_TIMEOUT_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)?")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0}
-
-
-def _timeout_seconds(raw: str) -> float:
-    """``MAX_TIMEOUT``: bare numbers are milliseconds, as in the seed's .env (600000).
-
-    The seed's Docker notes said seconds (600) instead; rather than guess, a bare value
-    under one second is refused with a hint. ``600s``, ``10m``, ``600000ms`` are explicit.
-    """
-    match = _TIMEOUT_RE.fullmatch(raw.strip())
-    if match is None:
-        raise ConfigError(f"MAX_TIMEOUT={raw!r}: expected milliseconds, or a number with s/m/ms")
-    number, unit = float(match[1]), match[2]
-    if unit is None and number < 1000:
-        raise ConfigError(
-            f"MAX_TIMEOUT={raw!r} is in milliseconds ({number / 1000:g} s);"
-            f" write {raw}s for seconds or {int(number * 1000)} for milliseconds"
-        )
-    seconds = number * _UNITS[unit or "ms"]
-    if seconds <= 0:
-        raise ConfigError(f"MAX_TIMEOUT={raw!r} must be positive")
-    return seconds
-
-
-def _number(name: str, raw: str, kind: type[int] | type[float], low: float, high: float) -> Any:
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={raw!r} is out of range ({low:g} to {high:g})")
-    return value
-
-
-def _flag(name: str, raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(f"{name}={raw!r}: expected true or false")
-
-
-def _list(raw: str) -> tuple[str, ...]:
-    """Comma-separated, or a JSON-style list as the seed's CORS_ORIGINS=["*"]."""
-    raw = raw.strip().removeprefix("[").removesuffix("]")
-    return tuple(item.strip().strip("'\"") for item in raw.split(",") if item.strip())
-
-
-def _hosts(raw: str) -> tuple[str, ...]:
-    """``ALLOWED_HOSTS``: host names, ``.domain`` for a domain and its subdomains, or ``*``."""
-    hosts = tuple(h.lower().removesuffix(".") for h in _list(raw))
-    for host in hosts:
-        if host != "*" and not NAME_RE.fullmatch(host.removeprefix(".")):
-            raise ConfigError(
-                f"ALLOWED_HOSTS: {host!r} is not a host name, '.domain' or '*' (no scheme or port)"
-            )
-    return hosts
-
-
-def _tools(raw: str) -> tuple[str, ...]:
-    """``CLAUDE_TOOLS_ALLOWED``: known tool names; ``none`` (or an empty list) for none."""
-    names = () if raw.strip().lower() == "none" else _list(raw)
-    if unknown := [n for n in names if n not in KNOWN]:
-        raise ConfigError(
-            f"CLAUDE_TOOLS_ALLOWED: unknown tool {unknown[0]!r} (known: {', '.join(KNOWN)})"
-        )
-    return tuple(dict.fromkeys(names))
-
-
-def _state_dir(get: Callable[[str], str | None]) -> Path | None:
-    """``WRAPPER_STATE_DIR``; else systemd's ``STATE_DIRECTORY`` (a colon-separated list:
-    the first); else ``$XDG_STATE_HOME/claude-wrapper``; None: the default."""
-    if (path := get("WRAPPER_STATE_DIR")) is not None:
-        return Path(path)
-    if (systemd := get("STATE_DIRECTORY")) is not None:
-        return Path(systemd.split(":")[0])
-    if (xdg := get("XDG_STATE_HOME")) is not None:
-        return Path(xdg) / "claude-wrapper"
-    return None
-
-
-def _keys(get: Callable[[str], str | None]) -> tuple[str, ...]:
-    keys: list[str] = []
-    if (key := get("API_KEY")) is not None:
-        keys.append(key)
-    if (many := get("API_KEYS")) is not None:
-        keys += [k.strip() for k in many.split(",") if k.strip()]
-    if (path := get("API_KEYS_FILE")) is not None:
-        try:
-            lines = Path(path).read_text().splitlines()
-        except OSError as exc:
-            raise ConfigError(f"API_KEYS_FILE={path!r}: {exc.strerror}") from None
-        keys += [k.strip() for k in lines if k.strip() and not k.lstrip().startswith("#")]
-    return tuple(dict.fromkeys(keys))
-
-
 # Numeric settings: environment name, Config field, type, and the range that makes sense.
 NUMBERS: tuple[tuple[str, str, type[int] | type[float], float, float], ...] = (
     ("PORT", "port", int, 0, 65535),
@@ -354,7 +236,7 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """
     args = parser().parse_args(argv)
     process_env = os.environ if environ is None else environ
-    dotenv = _read_dotenv(Path(args.env_file))
+    dotenv = values.read_dotenv(Path(args.env_file))
     env = {**dotenv, **process_env}
     flags = {
         "HOST": args.host,
@@ -372,7 +254,7 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return value.strip() or None if value is not None else None
 
     kwargs: dict[str, Any] = {
-        field: _number(name, raw, kind, low, high)
+        field: values.number(name, raw, kind, low, high)
         for name, field, kind, low, high in NUMBERS
         if (raw := get(name)) is not None
     }
@@ -386,53 +268,45 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if (models := get("MODELS")) is not None:
         kwargs["models"] = tuple(m.strip() for m in models.split(",") if m.strip())
     if (timeout := get("MAX_TIMEOUT")) is not None:
-        kwargs["timeout"] = _timeout_seconds(timeout)
+        kwargs["timeout"] = values.timeout_seconds(timeout)
     if (workdir := get("CLAUDE_CWD")) is not None:
         kwargs["workdir"] = Path(workdir)
     if (allowed := get("CLAUDE_TOOLS_ALLOWED")) is not None:
-        kwargs["tools_allowed"] = _tools(allowed)
+        kwargs["tools_allowed"] = values.tools(allowed)
     if (sandbox := get("SANDBOX")) is not None:
-        if sandbox.lower() not in ("auto", "bwrap", "off"):
-            raise ConfigError(f"SANDBOX={sandbox!r}: expected auto, bwrap or off")
-        kwargs["sandbox"] = sandbox.lower()
+        kwargs["sandbox"] = values.choice("SANDBOX", sandbox, SANDBOX_MODES)
     if (mode := get("CLAUDE_PERMISSION_MODE")) is not None:
-        if mode not in PERMISSION_MODES:
-            raise ConfigError(
-                f"CLAUDE_PERMISSION_MODE={mode!r}: expected {' or '.join(PERMISSION_MODES)}"
-            )
-        kwargs["permission_mode"] = mode
+        kwargs["permission_mode"] = values.choice("CLAUDE_PERMISSION_MODE", mode, PERMISSION_MODES)
     if (level := get("LOG_LEVEL")) is not None:
         kwargs["log_level"] = level.upper()
-    kwargs["api_keys"] = _keys(get)
+    kwargs["api_keys"] = values.api_keys(get)
     if (enabled := get("RATE_LIMIT_ENABLED")) is not None:
-        kwargs["rate_limit_enabled"] = _flag("RATE_LIMIT_ENABLED", enabled)
+        kwargs["rate_limit_enabled"] = values.flag("RATE_LIMIT_ENABLED", enabled)
     limits = dict(DEFAULT_RATE_LIMITS)
     for route_class, (per_minute, burst) in DEFAULT_RATE_LIMITS.items():
         name = f"RATE_LIMIT_{route_class.upper()}"
         if (raw := get(f"{name}_PER_MINUTE")) is not None:
-            per_minute = burst = _number(f"{name}_PER_MINUTE", raw, float, 0.01, 1e6)
+            per_minute = burst = values.number(f"{name}_PER_MINUTE", raw, float, 0.01, 1e6)
         if (raw := get(f"{name}_BURST")) is not None:
-            burst = _number(f"{name}_BURST", raw, float, 1, 1e6)
+            burst = values.number(f"{name}_BURST", raw, float, 1, 1e6)
         limits[route_class] = (per_minute, burst)
     kwargs["rate_limits"] = limits
     if (proxies := get("TRUSTED_PROXIES")) is not None:
-        kwargs["trusted_proxies"] = _list(proxies)
+        kwargs["trusted_proxies"] = values.as_list(proxies)
     if (hosts := get("ALLOWED_HOSTS")) is not None:
-        kwargs["allowed_hosts"] = _hosts(hosts)
+        kwargs["allowed_hosts"] = values.hosts(hosts)
     if (origins := get("CORS_ORIGINS")) is not None:
-        kwargs["cors_origins"] = _list(origins)
+        kwargs["cors_origins"] = values.as_list(origins)
     if (debug := get("DEBUG_MODE")) is not None:
-        kwargs["debug_mode"] = _flag("DEBUG_MODE", debug)
+        kwargs["debug_mode"] = values.flag("DEBUG_MODE", debug)
     if (public := get("METRICS_PUBLIC")) is not None:
-        kwargs["metrics_public"] = _flag("METRICS_PUBLIC", public)
+        kwargs["metrics_public"] = values.flag("METRICS_PUBLIC", public)
     if (fmt := get("LOG_FORMAT")) is not None:
-        if fmt.lower() not in ("plain", "json"):
-            raise ConfigError(f"LOG_FORMAT={fmt!r}: expected plain or json")
-        kwargs["log_format"] = fmt.lower()
+        kwargs["log_format"] = values.choice("LOG_FORMAT", fmt, LOG_FORMATS)
     kwargs["notify_socket"] = process_env.get("NOTIFY_SOCKET") or None
     if (auto := get("SESSION_AUTO_CONTINUE")) is not None:
-        kwargs["session_auto_continue"] = _flag("SESSION_AUTO_CONTINUE", auto)
-    if (state := _state_dir(get)) is not None:
+        kwargs["session_auto_continue"] = values.flag("SESSION_AUTO_CONTINUE", auto)
+    if (state := values.state_dir(get)) is not None:
         kwargs["state_dir"] = state
     # .env settings the process environment does not override reach the CLI too
     # (ANTHROPIC_API_KEY, CLAUDE_CODE_USE_BEDROCK... are commonly kept there), when allowed.

@@ -38,13 +38,14 @@ from pathlib import Path
 
 import claude_agent_sdk
 
+from wrapper.config import SANDBOX_MODES
+
 log = logging.getLogger(__name__)
 
 # How often the launcher checks that the server is alive: an orphan lives at most this long.
 POLL_SECONDS = 0.5
 # The SDK's bundled CLI, used when CLAUDE_CLI_PATH names none.
 BUNDLED_CLI = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-MODES = ("auto", "bwrap", "off")
 
 SCRIPT = """#!/bin/sh
 # Written by wrapper.sandbox at start-up: starts Claude Code {how}, and kills it when the
@@ -113,7 +114,7 @@ def install(
     mode: str, cli_path: str | None, directory: Path, hidden: list[Path]
 ) -> tuple[Path, bool]:
     """Write the launcher into ``directory``; return its path and whether it sandboxes."""
-    assert mode in MODES, mode
+    assert mode in SANDBOX_MODES, mode
     cli = Path(cli_path) if cli_path else BUNDLED_CLI
     resolved = shutil.which(str(cli))
     cli = Path(resolved).resolve() if resolved else cli
