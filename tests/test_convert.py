@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from wrapper import tools, transcript
+from wrapper.completions import PromptTokensDetails, Usage, to_json
 from wrapper.convert import ChunkHead, Turn, finish, finish_reason, to_turn, usage_from
 from wrapper.errors import InvalidRequest, UpstreamError
-from wrapper.schema import PromptTokensDetails, Usage, parse_chat_request, to_json
+from wrapper.schema import parse_chat_request
 from wrapper.tools import CallDelta, Calling, Function, FunctionCall
 
 DEFAULT_MODEL = "claude-sonnet-4-5"

@@ -6,34 +6,36 @@ from typing import Any
 
 import pytest
 
-from wrapper.errors import InvalidRequest
-from wrapper.schema import (
+from wrapper.completions import (
     ChatCompletion,
     ChatCompletionChunk,
-    ChatRequest,
     Choice,
     ChunkChoice,
     Delta,
     DeltaFunction,
     DeltaToolCall,
+    Model,
+    ModelList,
+    PromptTokensDetails,
+    ResponseMessage,
+    Usage,
+    to_json,
+)
+from wrapper.errors import InvalidRequest
+from wrapper.schema import (
+    ChatRequest,
     FunctionDefinition,
     FunctionName,
     ImagePart,
     Message,
-    Model,
-    ModelList,
     NamedToolChoice,
-    PromptTokensDetails,
-    ResponseMessage,
     StreamOptions,
     TextPart,
     ToolCall,
     ToolCallFunction,
     ToolDefinition,
-    Usage,
     decode_chat_request,
     parse_chat_request,
-    to_json,
 )
 from wrapper.strict import MAX_DEPTH
 from wrapper.unapplied import (

@@ -30,23 +30,25 @@ from typing import Any
 import attrs
 
 from wrapper import tools
-from wrapper.errors import InvalidRequest
-from wrapper.schema import (
+from wrapper.completions import (
     ChatCompletion,
     ChatCompletionChunk,
-    ChatRequest,
     Choice,
     ChunkChoice,
     Delta,
     DeltaFunction,
     DeltaToolCall,
-    ImagePart,
-    Message,
     PromptTokensDetails,
     ResponseMessage,
+    Usage,
+)
+from wrapper.errors import InvalidRequest
+from wrapper.schema import (
+    ChatRequest,
+    ImagePart,
+    Message,
     ToolCall,
     ToolCallFunction,
-    Usage,
     decode_chat_request,
 )
 from wrapper.tools import CallDelta, Calling, FunctionCall

@@ -1,8 +1,8 @@
-"""OpenAI chat request and response shapes as attrs classes, and their converter hooks.
+"""OpenAI chat request shapes as attrs classes, and their converter hooks (the response
+shapes are in wrapper.completions).
 
 ``parse_chat_request`` structures whatever ``json.loads`` returned into a frozen
-``ChatRequest`` with the strict converter of wrapper.strict; ``to_json`` turns the
-response classes back into exactly the JSON OpenAI sends.
+``ChatRequest`` with the strict converter of wrapper.strict.
 
 Rules kept here:
 - Strict about what is wrong: no value is coerced. A string is never a number, a number
@@ -28,10 +28,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
-from cattrs.gen import make_dict_unstructure_fn, override
+from cattrs.gen import override
 
 from wrapper.errors import InvalidRequest
 from wrapper.strict import (
@@ -225,116 +225,6 @@ class ChatRequest:
     web_search_options: WebSearchOptions | None = None
 
 
-# --- response side ------------------------------------------------------------------
-
-
-@attrs.frozen(kw_only=True)
-class PromptTokensDetails:
-    cached_tokens: int
-
-
-@attrs.frozen(kw_only=True)
-class Usage:
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    prompt_tokens_details: PromptTokensDetails | None = None
-
-
-@attrs.frozen(kw_only=True)
-class ResponseMessage:
-    """``tool_calls`` and the legacy ``function_call`` are sent only when present."""
-
-    role: str = "assistant"
-    content: str | None
-    refusal: None = None
-    tool_calls: list[ToolCall] | None = None
-    function_call: ToolCallFunction | None = None
-
-
-@attrs.frozen(kw_only=True)
-class Choice:
-    index: int
-    message: ResponseMessage
-    finish_reason: str | None
-    logprobs: None = None
-
-
-@attrs.frozen(kw_only=True)
-class ChatCompletion:
-    """A non-streamed answer. ``cost_usd`` is our extension, sent only when known."""
-
-    id: str
-    object: str = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage | None
-    system_fingerprint: None = None
-    cost_usd: float | None = None
-
-
-@attrs.frozen(kw_only=True)
-class DeltaFunction:
-    name: str | None = None
-    arguments: str | None = None
-
-
-@attrs.frozen(kw_only=True)
-class DeltaToolCall:
-    """One piece of a streamed call: the first carries ``id``, ``type`` and the name."""
-
-    index: int
-    id: str | None = None
-    type: str | None = None
-    function: DeltaFunction
-
-
-@attrs.frozen(kw_only=True)
-class Delta:
-    """Serialized without its None keys, as OpenAI does: ``{}`` ends a stream."""
-
-    role: str | None = None
-    content: str | None = None
-    tool_calls: list[DeltaToolCall] | None = None
-    function_call: DeltaFunction | None = None
-
-
-@attrs.frozen(kw_only=True)
-class ChunkChoice:
-    index: int
-    delta: Delta
-    finish_reason: str | None
-    logprobs: None = None
-
-
-@attrs.frozen(kw_only=True)
-class ChatCompletionChunk:
-    id: str
-    object: str = "chat.completion.chunk"
-    created: int
-    model: str
-    choices: list[ChunkChoice]
-    # Always present, null until the final usage chunk (stream_options.include_usage).
-    usage: Usage | None = None
-    system_fingerprint: None = None
-    cost_usd: float | None = None
-
-
-@attrs.frozen(kw_only=True)
-class Model:
-    id: str
-    object: str = "model"
-    created: int
-    owned_by: str
-
-
-@attrs.frozen(kw_only=True)
-class ModelList:
-    object: str = "list"
-    data: list[Model]
-
-
 # --- the converter: the hooks these shapes need --------------------------------------
 
 
@@ -463,24 +353,6 @@ converter.register_structure_hook(
         safety_identifier=override(struct_hook=short_str(MAX_SAFETY_IDENTIFIER)),
     ),
 )
-# Leaves first: a generated function looks up the hooks of its fields when it is made.
-for _sparse in (DeltaFunction, DeltaToolCall, Delta):
-    converter.register_unstructure_hook(
-        _sparse, make_dict_unstructure_fn(_sparse, converter, _cattrs_omit_if_default=True)
-    )
-converter.register_unstructure_hook(
-    ResponseMessage,
-    make_dict_unstructure_fn(
-        ResponseMessage,
-        converter,
-        tool_calls=override(omit_if_default=True),
-        function_call=override(omit_if_default=True),
-    ),
-)
-for _cls in (ChatCompletion, ChatCompletionChunk):
-    converter.register_unstructure_hook(
-        _cls, make_dict_unstructure_fn(_cls, converter, cost_usd=override(omit_if_default=True))
-    )
 
 
 def decode_chat_request(body: bytes) -> ChatRequest:
@@ -530,10 +402,3 @@ def parse_chat_request(body: object) -> ChatRequest:
         return converter.structure(body, ChatRequest)
     except Exception as exc:  # anything raised while structuring is the client's input
         raise to_invalid_request(exc) from exc
-
-
-def to_json(obj: attrs.AttrsInstance) -> dict[str, Any]:
-    """Unstructure a response class into the dict that goes on the wire."""
-    out = converter.unstructure(obj)
-    assert isinstance(out, dict)
-    return out

@@ -39,13 +39,7 @@ import attrs
 from wrapper import builtin
 from wrapper.builtin import ToolRequest
 from wrapper.errors import InvalidRequest, UpstreamError
-from wrapper.schema import (
-    ChatRequest,
-    FunctionDefinition,
-    FunctionName,
-    Message,
-    NamedToolChoice,
-)
+from wrapper.schema import ChatRequest, FunctionDefinition, FunctionName, Message, NamedToolChoice
 from wrapper.strict import MAX_DEPTH, deeper_than
 
 # OpenAI's rule for function names.

@@ -43,10 +43,11 @@ import trio
 from wrapper import errors
 from wrapper.app import Request
 from wrapper.claude import CallSink, Outcome, TextSink
+from wrapper.completions import ChatCompletionChunk, to_json
 from wrapper.continuation import continuable
 from wrapper.convert import ChunkHead, Parsed, Turn, parse, usage_from
 from wrapper.http import SSEWriter, header, send_json
-from wrapper.schema import ChatCompletionChunk, ChatRequest, to_json
+from wrapper.schema import ChatRequest
 from wrapper.sessions import session_id_of
 from wrapper.tools import CallDelta
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from wrapper import errors
 from wrapper.app import Request
+from wrapper.completions import to_json
 from wrapper.convert import to_turn
 from wrapper.http import send_json
-from wrapper.schema import decode_chat_request, to_json
+from wrapper.schema import decode_chat_request
 
 
 async def inspect(request: Request) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from wrapper.app import Request
+from wrapper.completions import Model, ModelList, to_json
 from wrapper.errors import ModelNotFound
 from wrapper.http import send_json
-from wrapper.schema import Model, ModelList, to_json
 
 # A fixed timestamp: Claude Code does not report when a model was published, and a
 # stable value keeps clients that cache the list from seeing churn.
