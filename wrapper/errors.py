@@ -239,6 +239,24 @@ class WorkdirUnavailable(WrapperError):
     code = "workdir_unavailable"
 
 
+class StoreUnavailable(WrapperError):
+    """Raised when the session store (SQLite in the state directory) cannot be used."""
+
+    code = "session_store_unavailable"
+
+
+class TranscriptUnavailable(WrapperError):
+    """Raised when the conversation cannot be written for Claude Code to resume."""
+
+    code = "transcript_unavailable"
+
+
+class InternalError(WrapperError):
+    """What a client sees of a bug: the details go to the log, never to the client."""
+
+    code = "internal_error"
+
+
 class UnsupportedMediaType(WrapperError):
     """Raised when a POST body is not declared ``application/json`` (see wrapper.guard)."""
 
