@@ -47,7 +47,6 @@ from wrapper import errors
 from wrapper.auth import check_key, presented_key
 from wrapper.claude import Backend
 from wrapper.config import Config
-from wrapper.continuation import Continuations
 from wrapper.guard import check_host, check_media_type
 from wrapper.http import (
     ClientGone,
@@ -62,6 +61,8 @@ from wrapper.http import (
 )
 from wrapper.limits import RateLimiter, RunGate, client_address, parse_networks
 from wrapper.metrics import Metrics
+from wrapper.placement import Placement
+from wrapper.points import Points
 from wrapper.session_store import NO_KEY_TENANT
 from wrapper.sessions import Sessions
 
@@ -163,8 +164,9 @@ class App:
         self.config = config
         self.backend = backend
         self.router = router
-        self.sessions = Sessions(config, backend)
-        self.continuations = Continuations(config, backend, self.sessions)
+        self.points = Points(config.state_dir)
+        self.sessions = Sessions(config, self.points)
+        self.placement = Placement(config, self.points, self.sessions)
         self.limiter = RateLimiter(dict(config.rate_limits))
         self.gate = RunGate(
             config.max_concurrent_runs, config.max_queued_runs, config.max_runs_per_client

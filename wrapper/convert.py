@@ -1,6 +1,5 @@
-"""Pure conversion between OpenAI chat requests/responses and Claude Code runs. No I/O.
+"""Pure: an OpenAI chat request -> what it asks of Claude Code (``plan.Ask``). No I/O.
 
-OpenAI -> Claude:
 - ``system`` and ``developer`` messages, in order, become the run's system prompt, followed
   by what ``tool_choice`` asks of Claude (wrapper.tools).
 - The last message must come from the user, or be a function's result: it is the turn
@@ -18,40 +17,19 @@ OpenAI -> Claude:
 - Content the backend cannot take yet (images) is refused with a 400 naming the field,
   never silently dropped.
 
-Claude -> OpenAI: the builders below produce completions and chunks; stop reasons and usage
-are mapped here and nowhere else.
+The answer goes the other way in wrapper.encode.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import attrs
 
-from wrapper import tools
-from wrapper.completions import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    Choice,
-    ChunkChoice,
-    Delta,
-    DeltaFunction,
-    DeltaToolCall,
-    PromptTokensDetails,
-    ResponseMessage,
-    Usage,
-)
+from wrapper import plan, tools
 from wrapper.errors import InvalidRequest
-from wrapper.schema import (
-    ChatRequest,
-    ImagePart,
-    Message,
-    ToolCall,
-    ToolCallFunction,
-    decode_chat_request,
-)
-from wrapper.tools import CallDelta, Calling, FunctionCall
+from wrapper.plan import Ask, Turn
+from wrapper.schema import ChatRequest, ImagePart, Message, decode_chat_request
 
 SYSTEM_ROLES = frozenset({"system", "developer"})
 # Roles that may end a conversation: a question, or a function's result.
@@ -59,30 +37,6 @@ LAST_ROLES = frozenset({"user", "tool", "function"})
 # The start of anything that could read as one of render_prompt's tags, whatever the case
 # or spacing; its "<" is escaped. Over-matching (`<user-id>`) costs one "&lt;", no meaning.
 FORGED_TAG = re.compile(r"<(?=\s*/?\s*(?:conversation_history|user|assistant)\b)", re.IGNORECASE)
-
-# Claude stop_reason -> OpenAI finish_reason. Unknown reasons map to "stop".
-FINISH_REASONS = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "pause_turn": "stop",
-    "max_tokens": "length",
-    "model_context_window_exceeded": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-}
-
-
-@attrs.frozen
-class Turn:
-    """What one Claude Code run needs from a chat request."""
-
-    prompt: str
-    system_prompt: str | None
-    model: str
-    calling: Calling = attrs.field(factory=Calling)
-    # The conversation as Anthropic messages when it holds function calls: the run
-    # resumes it as a transcript and does not send ``prompt``.
-    messages: tuple[dict[str, Any], ...] = ()
 
 
 def _text(message: Message, index: int) -> str:
@@ -103,16 +57,16 @@ def _text(message: Message, index: int) -> str:
     return "\n".join(texts)
 
 
-def conversation(request: ChatRequest) -> list[tuple[str, str]]:
+def conversation(request: ChatRequest) -> tuple[tuple[str, str], ...]:
     """(role, text) of each message but system/developer ones: what a history key hashes."""
-    return [
+    return tuple(
         (m.role, _text(m, i)) for i, m in enumerate(request.messages) if m.role not in SYSTEM_ROLES
-    ]
+    )
 
 
-def to_turn(request: ChatRequest, default_model: str) -> Turn:
+def to_turn(request: ChatRequest, default_model: str, calling: tools.Calling | None = None) -> Turn:
     """Split a chat request into system prompt, conversation and the turn to answer."""
-    calling = tools.calling(request)
+    calling = calling if calling is not None else tools.calling(request)
     system: list[str] = []
     entries: list[tuple[int, Message, str]] = []
     for index, message in enumerate(request.messages):
@@ -147,10 +101,11 @@ def to_turn(request: ChatRequest, default_model: str) -> Turn:
                 f"The last message is empty: 'messages[{last}].content'.",
                 param=f"messages[{last}].content",
             )
-        return Turn("", system_prompt, model, calling, messages)
+        return Turn("", system_prompt, model, calling.functions, calling.single, messages)
     *earlier, (_, _, current) = entries
     history = [(m.role, text) for _, m, text in earlier]
-    return Turn(render_prompt(history, current), system_prompt, model, calling)
+    prompt = render_prompt(history, current)
+    return Turn(prompt, system_prompt, model, calling.functions, calling.single)
 
 
 def render_prompt(earlier: list[tuple[str, str]], current: str) -> str:
@@ -170,146 +125,23 @@ def _escape(text: str) -> str:
 
 @attrs.frozen
 class Parsed:
-    """A chat request body, parsed and turned into the run it asks for."""
+    """A chat request body, parsed and turned into what it asks of Claude Code."""
 
     request: ChatRequest
-    turn: Turn
-    conversation: list[tuple[str, str]]
+    ask: Ask
+    legacy: bool  # calls answered in the legacy ``function_call`` form
 
 
-def parse(body: bytes, default_model: str) -> Parsed:
-    """The raw body -> request, turn and conversation: all the CPU work a request costs
-    before it runs (the handler may do it off the event loop). Refuses bad input."""
+def parse(body: bytes, default_model: str, session_header: str | None = None) -> Parsed:
+    """The raw body (and its ``X-Session-Id``) -> request and ask: all the CPU work a
+    request costs before it runs (the handler may do it off the event loop). Refuses bad
+    input."""
     request = decode_chat_request(body)
-    return Parsed(request, to_turn(request, default_model), conversation(request))
-
-
-def finish_reason(stop_reason: str | None) -> str:
-    return FINISH_REASONS.get(stop_reason or "end_turn", "stop")
-
-
-def finish(stop_reason: str | None, called: bool, legacy: bool) -> str:
-    """The finish_reason of an answer, given whether it carries calls for the client."""
-    if called:
-        return "function_call" if legacy else "tool_calls"
-    reason = finish_reason(stop_reason)
-    # "tool_calls" with no call in the answer would send a client looking for one.
-    return "stop" if reason == "tool_calls" else reason
-
-
-def usage_from(raw: dict[str, object] | None) -> Usage:
-    """OpenAI usage from the result message's Anthropic usage.
-
-    Anthropic counts cached and cache-writing input apart from ``input_tokens``; OpenAI's
-    ``prompt_tokens`` is all input, with the cache hits repeated in ``cached_tokens``.
-    """
-    raw = raw or {}
-
-    def count(key: str) -> int:
-        value = raw.get(key)
-        return value if type(value) is int else 0
-
-    cached = count("cache_read_input_tokens")
-    prompt = count("input_tokens") + count("cache_creation_input_tokens") + cached
-    completion = count("output_tokens")
-    return Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=prompt + completion,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
+    calling = tools.calling(request)
+    ask = Ask(
+        turn=to_turn(request, default_model, calling),
+        builtin=calling.builtin,
+        conversation=conversation(request),
+        session_id=plan.session_id_of(request.session_id, session_header),
     )
-
-
-@attrs.frozen
-class ChunkHead:
-    """What every chunk of one streamed completion repeats: id, created, model."""
-
-    id: str
-    created: int
-    model: str
-
-    def chunk(
-        self, delta: Delta, finish: str | None = None, cost_usd: float | None = None
-    ) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=self.id,
-            created=self.created,
-            model=self.model,
-            choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)],
-            cost_usd=cost_usd,
-        )
-
-    def role_chunk(self) -> ChatCompletionChunk:
-        return self.chunk(Delta(role="assistant", content=""))
-
-    def text_chunk(self, text: str) -> ChatCompletionChunk:
-        return self.chunk(Delta(content=text))
-
-    def call_chunk(self, delta: CallDelta, legacy: bool) -> ChatCompletionChunk:
-        """One piece of a call, as OpenAI streams it (``function_call`` when legacy)."""
-        function = DeltaFunction(name=delta.name, arguments=delta.arguments)
-        if legacy:
-            return self.chunk(Delta(function_call=function))
-        kind = "function" if delta.id is not None else None
-        call = DeltaToolCall(index=delta.index, id=delta.id, type=kind, function=function)
-        return self.chunk(Delta(tool_calls=[call]))
-
-    def final_chunk(
-        self,
-        stop_reason: str | None,
-        cost_usd: float | None,
-        *,
-        called: bool = False,
-        legacy: bool = False,
-    ) -> ChatCompletionChunk:
-        return self.chunk(Delta(), finish(stop_reason, called, legacy), cost_usd)
-
-    def usage_chunk(self, usage: Usage, cost_usd: float | None) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=self.id,
-            created=self.created,
-            model=self.model,
-            choices=[],
-            usage=usage,
-            cost_usd=cost_usd,
-        )
-
-    def completion(
-        self,
-        text: str,
-        stop_reason: str | None,
-        usage: Usage,
-        cost_usd: float | None,
-        *,
-        calls: tuple[FunctionCall, ...] = (),
-        legacy: bool = False,
-    ) -> ChatCompletion:
-        return ChatCompletion(
-            id=self.id,
-            created=self.created,
-            model=self.model,
-            choices=[
-                Choice(
-                    index=0,
-                    message=_message(text, calls, legacy),
-                    finish_reason=finish(stop_reason, bool(calls), legacy),
-                )
-            ],
-            usage=usage,
-            cost_usd=cost_usd,
-        )
-
-
-def _message(text: str, calls: tuple[FunctionCall, ...], legacy: bool) -> ResponseMessage:
-    if not calls:
-        return ResponseMessage(content=text)
-    content = text or None  # OpenAI sends null content beside calls when there is no text
-    if legacy:
-        first = calls[0]
-        function = ToolCallFunction(name=first.name, arguments=first.arguments)
-        return ResponseMessage(content=content, function_call=function)
-    tool_calls = [
-        ToolCall(id=c.id, function=ToolCallFunction(name=c.name, arguments=c.arguments))
-        for c in calls
-    ]
-    return ResponseMessage(content=content, tool_calls=tool_calls)
+    return Parsed(request, ask, calling.legacy)

@@ -38,7 +38,7 @@ import attrs
 
 from wrapper import builtin
 from wrapper.builtin import ToolRequest
-from wrapper.errors import InvalidRequest, UpstreamError
+from wrapper.errors import InvalidRequest
 from wrapper.schema import ChatRequest, FunctionDefinition, FunctionName, Message, NamedToolChoice
 from wrapper.strict import MAX_DEPTH, deeper_than
 
@@ -78,25 +78,6 @@ class Calling:
     @property
     def names(self) -> frozenset[str]:
         return frozenset(f.name for f in self.functions)
-
-
-@attrs.frozen
-class FunctionCall:
-    """A call Claude made, as the client will see it."""
-
-    id: str
-    name: str
-    arguments: str
-
-
-@attrs.frozen
-class CallDelta:
-    """One piece of a streamed call; the first of each call carries its id and name."""
-
-    index: int
-    arguments: str
-    id: str | None = None
-    name: str | None = None
 
 
 def _invalid(param: str, detail: str) -> InvalidRequest:
@@ -326,80 +307,3 @@ def _arguments(arguments: str, param: str) -> JSONObject:
     if deeper_than(value, MAX_DEPTH):  # they go on into the transcript, as free-form JSON
         raise _invalid(param, f"the arguments nest deeper than {MAX_DEPTH} levels")
     return value
-
-
-# --- Claude's calls, as the client sees them -------------------------------------------
-
-
-class CallTracker:
-    """Picks the client's calls out of one run: streamed events, then confirmed blocks.
-
-    ``feed`` turns the raw Anthropic stream events into deltas as they arrive; ``confirm``
-    takes each whole tool_use block Claude Code reports, which is the truth for the answer
-    (and is streamed whole if no event showed it: the CLI's non-streaming retry).
-    """
-
-    def __init__(self, calling: Calling) -> None:
-        self.names = calling.names
-        self.single = calling.single
-        self.calls: list[FunctionCall] = []
-        # tool_use id -> the argument text streamed so far, in the order of the calls.
-        self._streamed: dict[str, str] = {}
-        # This message's block index -> the call's index and tool_use id.
-        self._blocks: dict[int, tuple[int, str]] = {}
-
-    def _wanted(self, name: object, count: int) -> bool:
-        return name in self.names and not (self.single and count >= 1)
-
-    def feed(self, event: JSONObject) -> list[CallDelta]:
-        kind = event.get("type")
-        if kind == "message_start":
-            self._blocks = {}
-        elif kind == "content_block_start":
-            block = event.get("content_block", {})
-            if block.get("type") == "tool_use" and self._wanted(block["name"], len(self._streamed)):
-                index = len(self._streamed)
-                self._blocks[event["index"]] = (index, block["id"])
-                self._streamed[block["id"]] = ""
-                return [CallDelta(index, "", call_id(block["id"]), block["name"])]
-        elif kind == "content_block_delta" and event.get("index") in self._blocks:
-            delta = event.get("delta", {})
-            if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-                index, id_ = self._blocks[event["index"]]
-                self._streamed[id_] += delta["partial_json"]
-                return [CallDelta(index, delta["partial_json"])]
-        return []
-
-    def confirm(self, id_: str, name: str, arguments: JSONObject) -> list[CallDelta]:
-        if not self._wanted(name, len(self.calls)):
-            return []
-        call = FunctionCall(call_id(id_), name, json.dumps(arguments))
-        index = len(self.calls)
-        self.calls.append(call)
-        if id_ not in self._streamed:
-            return [CallDelta(index, "", call.id, name), CallDelta(index, call.arguments)]
-        if not _same_json(self._streamed[id_], arguments):
-            raise _restarted()
-        return []
-
-    def check(self) -> None:
-        """Every streamed call must be one Claude Code confirmed."""
-        confirmed = {c.id for c in self.calls}
-        if any(call_id(i) not in confirmed for i in self._streamed):
-            raise _restarted()
-
-
-def _same_json(text: str, value: JSONObject) -> bool:
-    try:
-        return bool(json.loads(text) == value)
-    except json.JSONDecodeError:
-        return False
-
-
-def _restarted() -> UpstreamError:
-    # The CLI retries a broken stream without streaming and gets a whole new answer.
-    return UpstreamError(
-        "The upstream stream broke during a function call and Claude Code answered again;"
-        " the call already sent is invalid.",
-        code="stream_restarted",
-    )

@@ -36,20 +36,18 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
-import attrs
 import trio
 
-from wrapper import errors
+from wrapper import errors, events, plan
 from wrapper.app import Request
-from wrapper.claude import CallSink, Outcome, TextSink
-from wrapper.completions import ChatCompletionChunk, to_json
-from wrapper.continuation import continuable
-from wrapper.convert import ChunkHead, Parsed, Turn, parse, usage_from
+from wrapper.completions import to_json
+from wrapper.convert import Parsed, parse
+from wrapper.encode import ChatEncoder
+from wrapper.events import Answer, Event, Finished
 from wrapper.http import SSEWriter, header, send_json
-from wrapper.schema import ChatRequest
-from wrapper.sessions import session_id_of
-from wrapper.tools import CallDelta
 
 # Bodies up to this size are parsed on the event loop: a thread hop costs ~100 us, as much
 # as parsing a typical 16 KiB body, and the worst 16 KiB (546 one-letter messages) holds
@@ -59,83 +57,64 @@ PARSE_INLINE_BYTES = 16 * 1024
 # its parsed objects, and two decodes back to back would hold the GIL twice as long.
 _parsers = trio.CapacityLimiter(1)
 
+OnEvent = Callable[[Event], Awaitable[None]]
 
-async def _parse(body: bytes, default_model: str) -> Parsed:
+
+async def _parse(body: bytes, default_model: str, session_header: str | None) -> Parsed:
     """``convert.parse``, off the event loop for large bodies. Not abandoned on cancel: the
     work is bounded (~3 s measured for the worst body the limits let through, on a busy
     2-core machine), and an abandoned thread would keep its body and its limiter place
     after the request is gone. A cancelled request waits for its parse, then unwinds."""
     if len(body) <= PARSE_INLINE_BYTES:
-        return parse(body, default_model)
-    return await trio.to_thread.run_sync(parse, body, default_model, limiter=_parsers)
+        return parse(body, default_model, session_header)
+    return await trio.to_thread.run_sync(
+        parse, body, default_model, session_header, limiter=_parsers
+    )
 
 
 async def create(request: Request) -> None:
-    parsed = await _parse(request.body, request.app.config.default_model)
-    chat, turn = parsed.request, parsed.turn
-    session = session_id_of(chat.session_id, header(request.scope, "x-session-id"))
-    head = ChunkHead(
-        id=f"chatcmpl-{secrets.token_hex(12)}", created=int(time.time()), model=turn.model
+    config = request.app.config
+    parsed = await _parse(request.body, config.default_model, header(request.scope, "x-session-id"))
+    planned = plan.plan(parsed.ask, config)
+    request.log["model"] = planned.turn.model
+    encoder = ChatEncoder(
+        id=f"chatcmpl-{secrets.token_hex(12)}",
+        created=int(time.time()),
+        model=planned.turn.model,
+        legacy=parsed.legacy,
     )
-    run = _Run(request, turn, session, parsed.conversation)
-    if chat.stream:
-        await _stream(request, chat, run, head)
+    if parsed.request.stream:
+        options = parsed.request.stream_options
+        await _stream(request, planned, encoder, bool(options and options.include_usage))
     else:
-        await _complete(request, run, head)
-
-
-@attrs.frozen
-class _Run:
-    """What one request asks to run: the turn, in a session or not."""
-
-    request: Request
-    turn: Turn
-    session: str | None
-    conversation: list[tuple[str, str]]  # the request's messages, system ones aside
-
-    async def __call__(self, on_text: TextSink | None, on_call: CallSink | None) -> Outcome:
-        request = self.request
-        app, tenant, turn = request.app, request.tenant, self.turn
-        slot = app.gate.slot(request.client)  # entered only just before the run
-        if self.session is not None:
-            messages = len(self.conversation)
-            return await app.sessions.run(
-                tenant, self.session, turn, messages, on_text, on_call, slot
-            )
-        if (
-            app.config.session_auto_continue
-            and continuable(turn)
-            and self.conversation[-1][0] == "user"
-        ):
-            return await app.continuations.run(
-                tenant, self.conversation, turn, on_text, on_call, slot
-            )
-        async with slot:
-            return await app.backend.run(turn, on_text, on_call)
+        await _complete(request, planned, encoder)
 
 
 async def _run(
-    run: _Run, on_text: TextSink | None, on_call: CallSink | None, deadline: float
-) -> Outcome:
-    """The run (with its waits for a session lock and a slot) under the request's
-    ``deadline`` and the shutdown scope; what it reports goes to the access log and the
-    metrics (never content)."""
-    request, turn = run.request, run.turn
+    request: Request, planned: plan.Plan, deadline: float, on_event: OnEvent | None = None
+) -> tuple[Answer, Finished]:
+    """The planned run, in its place, in a run slot, under the request's ``deadline`` and
+    the shutdown scope; each event goes to ``on_event``, which may end the run by raising.
+    What it reports goes to the access log and the metrics (never content)."""
     app = request.app
-    request.log["model"] = turn.model
-    with trio.move_on_at(deadline) as timeout:
-        with app.run_scope() as stop:
-            try:
-                outcome = await run(on_text, on_call)
-            except errors.TooManyRuns:
-                request.log["limited"] = True  # for the metrics: not an upstream 429
-                raise
-            usage = usage_from(outcome.usage)
-            request.log["prompt_tokens"] = usage.prompt_tokens
-            request.log["completion_tokens"] = usage.completion_tokens
-            if outcome.cost_usd is not None:
-                request.log["cost_usd"] = outcome.cost_usd
-            return outcome
+    answer = Answer()
+    with trio.move_on_at(deadline) as timeout, app.run_scope() as stop:
+        async with app.placement.open(planned, request.tenant) as site:
+            async with _slot(request), app.backend.run(site.turn, site.place) as run:
+                async for event in run:
+                    answer.add(event)
+                    if isinstance(event, events.Failed):
+                        raise event.error
+                    if on_event is not None:
+                        await on_event(event)
+            finished = answer.finished
+            assert finished is not None  # the run's last event, if not Failed
+            site.keep(answer, finished)
+        request.log["prompt_tokens"] = finished.usage.all_input
+        request.log["completion_tokens"] = finished.usage.output_tokens
+        if finished.cost_usd is not None:
+            request.log["cost_usd"] = finished.cost_usd
+        return answer, finished
     if stop.cancelled_caught and not timeout.cancelled_caught:
         raise errors.ShuttingDown(
             "The server is shutting down; the run was stopped.", retry_after=5
@@ -143,69 +122,72 @@ async def _run(
     raise errors.Timeout(f"Claude Code did not finish within {app.config.timeout:g} seconds.")
 
 
-async def _complete(request: Request, run: _Run, head: ChunkHead) -> None:
-    turn = run.turn
-    outcome = await _run(run, None, None, trio.current_time() + request.app.config.timeout)
-    completion = head.completion(
-        outcome.text,
-        outcome.stop_reason,
-        usage_from(outcome.usage),
-        outcome.cost_usd,
-        calls=outcome.calls,
-        legacy=turn.calling.legacy,
-    )
+@asynccontextmanager
+async def _slot(request: Request) -> AsyncIterator[None]:
+    """A run slot of the client's (503 when the server is full, 429 past its own cap)."""
+    try:
+        async with request.app.gate.slot(request.client):
+            yield
+    except errors.TooManyRuns:
+        request.log["limited"] = True  # for the metrics: not an upstream 429
+        raise
+
+
+async def _complete(request: Request, planned: plan.Plan, encoder: ChatEncoder) -> None:
+    deadline = trio.current_time() + request.app.config.timeout
+    answer, finished = await _run(request, planned, deadline)
     headers = dict(request.headers)
-    if outcome.cost_usd is not None:
-        headers["x-claude-cost-usd"] = f"{outcome.cost_usd:.6f}"
-    await send_json(request.send, 200, to_json(completion), headers)
+    if finished.cost_usd is not None:
+        headers["x-claude-cost-usd"] = f"{finished.cost_usd:.6f}"
+    await send_json(request.send, 200, to_json(encoder.completion(answer, finished)), headers)
 
 
-async def _stream(request: Request, chat: ChatRequest, run: _Run, head: ChunkHead) -> None:
-    turn = run.turn
-    sse = SSEWriter(request.send, request.headers)
-    role_sent = False
-
-    started = trio.current_time()
+async def _stream(
+    request: Request, planned: plan.Plan, encoder: ChatEncoder, include_usage: bool
+) -> None:
     config = request.app.config
+    sse = SSEWriter(request.send, request.headers)
+    started = trio.current_time()
     deadline = started + config.timeout
-
-    async def send(chunk: ChatCompletionChunk) -> None:
-        nonlocal role_sent
-        if not role_sent:
-            role_sent = True
-            request.log["ttft"] = round(trio.current_time() - started, 6)
-            await sse.event(to_json(head.role_chunk()))
-        await sse.event(to_json(chunk))
-
-    async def on_text(text: str) -> None:
-        await send(head.text_chunk(text))
-
-    async def on_call(delta: CallDelta) -> None:
-        await send(head.call_chunk(delta, turn.calling.legacy))
-
+    role_sent = False
     failure: errors.WrapperError | None = None
+
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(sse.keepalive, config.keepalive_interval, deadline)
+
+        async def on_event(event: Event) -> None:
+            nonlocal role_sent
+            if isinstance(event, events.Began):  # keep-alives only once Claude answers
+                nursery.start_soon(sse.keepalive, config.keepalive_interval, deadline)
+                return
+            if isinstance(event, events.Restarted):  # what was sent cannot be taken back
+                raise errors.UpstreamError(
+                    "The upstream stream broke after partial output and Claude Code"
+                    " answered again; the partial answer already sent is invalid.",
+                    code="stream_restarted",
+                )
+            chunk = encoder.delta_chunk(event)
+            if chunk is None:
+                return
+            if not role_sent:
+                role_sent = True
+                request.log["ttft"] = round(trio.current_time() - started, 6)
+                await sse.event(to_json(encoder.role_chunk()))
+            await sse.event(to_json(chunk))
+
         try:
-            outcome = await _run(run, on_text, on_call, deadline)
-        except errors.WrapperError as exc:
+            answer, finished = await _run(request, planned, deadline, on_event)
+        except errors.WrapperError as exc:  # raised outside the nursery: not a group
             failure = exc
-        nursery.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()  # the keep-alives
     if failure is not None:
-        if not sse.started:
+        if not sse.started:  # nothing sent: the error keeps its status
             raise failure
         await sse.event(failure.envelope())
         await sse.end()
         return
     if not role_sent:
-        await sse.event(to_json(head.role_chunk()))
-    final = head.final_chunk(
-        outcome.stop_reason,
-        outcome.cost_usd,
-        called=bool(outcome.calls),
-        legacy=turn.calling.legacy,
-    )
-    await sse.event(to_json(final))
-    if chat.stream_options is not None and chat.stream_options.include_usage:
-        await sse.event(to_json(head.usage_chunk(usage_from(outcome.usage), outcome.cost_usd)))
+        await sse.event(to_json(encoder.role_chunk()))
+    await sse.event(to_json(encoder.final_chunk(finished, called=bool(answer.calls))))
+    if include_usage:
+        await sse.event(to_json(encoder.usage_chunk(finished)))
     await sse.done()

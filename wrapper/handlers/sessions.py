@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 from wrapper.app import Request
 from wrapper.errors import InvalidRequest, SessionNotFound
 from wrapper.http import send_json
-from wrapper.sessions import SESSION_ID_RE
+from wrapper.plan import SESSION_ID_RE
 
 # OpenAI's list endpoints (files, assistants, batches): 20 by default, at most 100.
 DEFAULT_PAGE = 20

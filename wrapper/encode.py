@@ -1,0 +1,161 @@
+"""Pure: a run's events (wrapper.events) -> OpenAI chat completions. No I/O.
+
+One rule for both ways of answering: a streamed answer is the events as chunks (a role
+chunk first, one chunk per text delta, one per piece of a call, a final chunk with the
+``finish_reason``, a usage chunk when asked); a non-streamed one is the fold of the same
+events (``events.Answer``) as one completion. Stop reasons and usage are mapped here and
+nowhere else.
+
+- Claude's ``toolu_X`` ids are reported as ``call_X`` (wrapper.tools.call_id).
+- A request in the legacy ``functions`` form gets its one call as ``function_call``.
+- ``cost_usd`` (not OpenAI's) rides on the completion, the final chunk and the usage chunk.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from wrapper import events
+from wrapper.completions import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    ChunkChoice,
+    Delta,
+    DeltaFunction,
+    DeltaToolCall,
+    PromptTokensDetails,
+    ResponseMessage,
+    Usage,
+)
+from wrapper.schema import ToolCall, ToolCallFunction
+from wrapper.tools import call_id
+
+# Claude stop_reason -> OpenAI finish_reason. Unknown reasons map to "stop".
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "pause_turn": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+}
+
+
+def finish_reason(stop_reason: str | None) -> str:
+    return FINISH_REASONS.get(stop_reason or "end_turn", "stop")
+
+
+def finish(stop_reason: str | None, called: bool, legacy: bool) -> str:
+    """The finish_reason of an answer, given whether it carries calls for the client."""
+    if called:
+        return "function_call" if legacy else "tool_calls"
+    reason = finish_reason(stop_reason)
+    # "tool_calls" with no call in the answer would send a client looking for one.
+    return "stop" if reason == "tool_calls" else reason
+
+
+def usage(counts: events.Usage) -> Usage:
+    """OpenAI usage from Anthropic's: ``prompt_tokens`` is all input, cache reads and
+    writes included, with the cache reads repeated in ``cached_tokens``."""
+    prompt = counts.all_input
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=counts.output_tokens,
+        total_tokens=prompt + counts.output_tokens,
+        prompt_tokens_details=PromptTokensDetails(cached_tokens=counts.cache_read_input_tokens),
+    )
+
+
+@attrs.frozen
+class ChatEncoder:
+    """One completion's encoder: what every chunk repeats (id, created, model) and the
+    request's form of calls (``legacy``)."""
+
+    id: str
+    created: int
+    model: str
+    legacy: bool = False
+
+    def chunk(
+        self, delta: Delta, finish: str | None = None, cost_usd: float | None = None
+    ) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)],
+            cost_usd=cost_usd,
+        )
+
+    def role_chunk(self) -> ChatCompletionChunk:
+        return self.chunk(Delta(role="assistant", content=""))
+
+    def delta_chunk(self, event: events.Event) -> ChatCompletionChunk | None:
+        """The chunk of a delta event; None for the others (reasoning is not shown yet)."""
+        match event:
+            case events.TextDelta(text):
+                return self.chunk(Delta(content=text))
+            case events.CallStarted(index, id_, name):
+                return self._call_chunk(index, DeltaFunction(name=name, arguments=""), id_)
+            case events.CallArguments(index, fragment):
+                return self._call_chunk(index, DeltaFunction(arguments=fragment))
+        return None
+
+    def _call_chunk(
+        self, index: int, function: DeltaFunction, id_: str | None = None
+    ) -> ChatCompletionChunk:
+        if self.legacy:
+            return self.chunk(Delta(function_call=function))
+        call = DeltaToolCall(
+            index=index,
+            id=call_id(id_) if id_ is not None else None,
+            type="function" if id_ is not None else None,
+            function=function,
+        )
+        return self.chunk(Delta(tool_calls=[call]))
+
+    def final_chunk(self, finished: events.Finished, called: bool) -> ChatCompletionChunk:
+        reason = finish(finished.stop_reason, called, self.legacy)
+        return self.chunk(Delta(), reason, finished.cost_usd)
+
+    def usage_chunk(self, finished: events.Finished) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            choices=[],
+            usage=usage(finished.usage),
+            cost_usd=finished.cost_usd,
+        )
+
+    def completion(self, answer: events.Answer, finished: events.Finished) -> ChatCompletion:
+        """The whole answer, folded from the run's events."""
+        called = bool(answer.calls)
+        return ChatCompletion(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            choices=[
+                Choice(
+                    index=0,
+                    message=self._message(answer.text, answer.calls),
+                    finish_reason=finish(finished.stop_reason, called, self.legacy),
+                )
+            ],
+            usage=usage(finished.usage),
+            cost_usd=finished.cost_usd,
+        )
+
+    def _message(self, text: str, calls: list[events.Call]) -> ResponseMessage:
+        if not calls:
+            return ResponseMessage(content=text)
+        content = text or None  # OpenAI sends null content beside calls when there is none
+        functions = [ToolCallFunction(name=c.name, arguments=c.arguments) for c in calls]
+        if self.legacy:
+            return ResponseMessage(content=content, function_call=functions[0])
+        tool_calls = [
+            ToolCall(id=call_id(c.id), function=f) for c, f in zip(calls, functions, strict=True)
+        ]
+        return ResponseMessage(content=content, tool_calls=tool_calls)

@@ -1,0 +1,136 @@
+"""Pure: what a request will run, and where, decided before it waits for anything.
+
+A front door (wrapper.convert for chat completions) turns its request into an ``Ask``:
+the ``Turn`` for Claude Code, in Claude's terms, the built-in tools it asks for, and the
+conversation as (role, text) pairs. ``plan`` turns that into the ``Plan`` of its run:
+- the turn with the built-in tools it may use (the server's policy, narrowed by the
+  request; a widening is refused);
+- where it works: a fresh scratch place, the client's session, or a continuation of a
+  conversation this server answered before (wrapper.placement);
+- every refusal that depends only on the request, so each is a 4xx before the request
+  takes a session lock or a run slot. What depends on stored state (a session's cap, a
+  vanished transcript) is refused by the placement, after the lock, still before the slot.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+
+from wrapper import builtin, errors
+from wrapper.builtin import ToolRequest
+from wrapper.config import Config
+from wrapper.tools import Function
+
+# Client-chosen session ids: short, printable, safe in headers, logs and URLs; not only
+# dots, which URLs and proxies read as path steps (``/v1/sessions/..``).
+SESSION_ID_RE = re.compile(r"(?!\.+\Z)[A-Za-z0-9._:-]{1,128}")
+
+
+@attrs.frozen
+class Turn:
+    """One Claude Code run: what it answers, with what, offered which tools."""
+
+    prompt: str
+    system_prompt: str | None
+    model: str
+    # The client's functions, offered as tools; each call ends the run (wrapper.claude).
+    functions: tuple[Function, ...] = ()
+    # Report at most one call.
+    single: bool = False
+    # The conversation as Anthropic messages when it holds calls and results: the run
+    # resumes it as a written transcript and sends no ``prompt``.
+    messages: tuple[dict[str, Any], ...] = ()
+    # Claude Code's own tools the run may use (wrapper.builtin), confined by the gate.
+    tools: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.functions)
+
+
+@attrs.frozen
+class Ask:
+    """A request, as every front door hands it to the planner."""
+
+    turn: Turn
+    builtin: ToolRequest
+    # (role, text) of the messages but the system ones: what a conversation's key hashes.
+    conversation: tuple[tuple[str, str], ...]
+    session_id: str | None = None
+
+
+@attrs.frozen
+class Scratch:
+    """A fresh place, removed after the run."""
+
+
+@attrs.frozen
+class InSession:
+    """The tenant's session ``session_id``; ``messages``: how many the client sent."""
+
+    session_id: str
+    messages: int
+
+
+@attrs.frozen
+class Continued:
+    """A stateless conversation, resumed when its earlier turns are one this server
+    answered; ``conversation`` is the request's, ending with the question."""
+
+    conversation: tuple[tuple[str, str], ...]
+
+
+Where = Scratch | InSession | Continued
+
+
+@attrs.frozen
+class Plan:
+    turn: Turn
+    where: Where
+
+
+def plan(ask: Ask, config: Config) -> Plan:
+    """The plan of the run ``ask`` asks for, under ``config``; refuses what cannot run."""
+    turn = attrs.evolve(ask.turn, tools=builtin.effective(ask.builtin, config.tools_allowed))
+    if ask.session_id is not None:
+        if turn.messages or turn.functions:
+            raise errors.InvalidRequest(
+                "Function calling is not supported in a session yet; send the request"
+                " without 'session_id', with the whole conversation.",
+                param="tools" if turn.functions else "messages",
+                code="unsupported_in_session",
+            )
+        return Plan(turn, InSession(ask.session_id, len(ask.conversation)))
+    if (
+        config.session_auto_continue
+        and continuable(turn, ask)
+        and ask.conversation[-1][0] == "user"
+    ):
+        return Plan(turn, Continued(ask.conversation))
+    return Plan(turn, Scratch())
+
+
+def continuable(turn: Turn, ask: Ask) -> bool:
+    """Plain conversations only: calls and built-in tools keep their own paths."""
+    return not (turn.messages or turn.functions or ask.builtin.enabled)
+
+
+def session_id_of(body: str | None, header: str | None) -> str | None:
+    """The request's session id, from the body and/or ``X-Session-Id``; checked."""
+    if body is not None and header is not None and body != header:
+        raise errors.InvalidRequest(
+            "The 'session_id' in the body and the X-Session-Id header differ.",
+            param="session_id",
+            code="session_id_mismatch",
+        )
+    value = body if body is not None else header
+    if value is not None and not SESSION_ID_RE.fullmatch(value):
+        raise errors.InvalidRequest(
+            "Invalid 'session_id': use 1 to 128 letters, digits and . _ : - (not only dots).",
+            param="session_id",
+            code="invalid_session_id",
+        )
+    return value
