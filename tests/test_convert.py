@@ -1,6 +1,8 @@
-"""wrapper.convert: OpenAI messages -> one Claude Code turn; Claude results -> OpenAI shapes.
+"""wrapper.convert: an OpenAI chat request -> what it asks of Claude Code (``plan.Ask``).
 
-Pure functions, so every case is data: a request as plain JSON in, exact values out.
+Pure functions, so every case is data: a request as plain JSON in, exact values out. The
+answer's side (events -> chunks and completions) is tests/test_encode.py; the SDK's
+messages -> events, tests/test_reader.py.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Any
 import pytest
 
 from wrapper import tools, transcript
-from wrapper.completions import PromptTokensDetails, Usage, to_json
-from wrapper.convert import ChunkHead, Turn, finish, finish_reason, to_turn, usage_from
-from wrapper.errors import InvalidRequest, UpstreamError
+from wrapper.builtin import ToolRequest
+from wrapper.convert import parse, to_turn
+from wrapper.errors import InvalidRequest
+from wrapper.plan import Turn
 from wrapper.schema import parse_chat_request
-from wrapper.tools import CallDelta, Calling, Function, FunctionCall
+from wrapper.tools import Calling, Function
 
 DEFAULT_MODEL = "claude-sonnet-4-5"
 
@@ -294,202 +297,6 @@ def test_empty_tool_calls_list_is_not_a_tool_call() -> None:
     assert "<assistant>\nb\n</assistant>" in result.prompt
 
 
-# --- finish_reason ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("stop_reason", "finish"),
-    [
-        ("end_turn", "stop"),
-        ("stop_sequence", "stop"),
-        ("pause_turn", "stop"),
-        ("max_tokens", "length"),
-        ("model_context_window_exceeded", "length"),
-        ("tool_use", "tool_calls"),
-        ("refusal", "content_filter"),
-        (None, "stop"),
-        ("", "stop"),
-        ("something_new", "stop"),
-    ],
-)
-def test_finish_reason(stop_reason: str | None, finish: str) -> None:
-    assert finish_reason(stop_reason) == finish
-
-
-# --- usage_from -------------------------------------------------------------------------
-
-
-def usage(prompt: int, completion: int, cached: int = 0) -> Usage:
-    return Usage(
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        total_tokens=prompt + completion,
-        prompt_tokens_details=PromptTokensDetails(cached_tokens=cached),
-    )
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        (None, usage(0, 0)),
-        ({}, usage(0, 0)),
-        ({"input_tokens": 20, "output_tokens": 5}, usage(20, 5)),
-        # Anthropic counts cache reads and cache writes apart from input_tokens; OpenAI's
-        # prompt_tokens is all input, with the cache hits repeated in cached_tokens.
-        (
-            {
-                "input_tokens": 3,
-                "cache_read_input_tokens": 1000,
-                "cache_creation_input_tokens": 200,
-                "output_tokens": 7,
-            },
-            usage(1203, 7, cached=1000),
-        ),
-        ({"input_tokens": 3, "cache_creation_input_tokens": 200}, usage(203, 0)),
-        ({"cache_read_input_tokens": 50, "output_tokens": 1}, usage(50, 1, cached=50)),
-        # Garbage is counted as zero, never raised on.
-        (
-            {
-                "input_tokens": "12",
-                "output_tokens": 4.5,
-                "cache_read_input_tokens": None,
-                "cache_creation_input_tokens": [1],
-            },
-            usage(0, 0),
-        ),
-        ({"input_tokens": 9, "output_tokens": {"n": 1}}, usage(9, 0)),
-        # Fields we do not map are ignored.
-        (
-            {"input_tokens": 1, "output_tokens": 2, "server_tool_use": {"web_search_requests": 1}},
-            usage(1, 2),
-        ),
-    ],
-)
-def test_usage_from(raw: dict[str, object] | None, expected: Usage) -> None:
-    assert usage_from(raw) == expected
-
-
-def test_usage_total_is_prompt_plus_completion() -> None:
-    got = usage_from(
-        {
-            "input_tokens": 11,
-            "cache_read_input_tokens": 13,
-            "cache_creation_input_tokens": 17,
-            "output_tokens": 19,
-        }
-    )
-    assert got.total_tokens == got.prompt_tokens + got.completion_tokens == 60
-
-
-def test_usage_from_ignores_booleans() -> None:
-    assert usage_from({"input_tokens": True, "output_tokens": False}) == usage(0, 0)
-
-
-# --- ChunkHead: the exact JSON OpenAI clients read --------------------------------------
-
-HEAD = ChunkHead(id="chatcmpl-abc123", created=1700000000, model="claude-sonnet-4-5")
-SAME = {"id": "chatcmpl-abc123", "created": 1700000000, "model": "claude-sonnet-4-5"}
-USAGE = usage(20, 5, cached=4)
-USAGE_JSON = {
-    "prompt_tokens": 20,
-    "completion_tokens": 5,
-    "total_tokens": 25,
-    "prompt_tokens_details": {"cached_tokens": 4},
-}
-
-
-def chunk_json(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-    return {
-        **SAME,
-        "object": "chat.completion.chunk",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-        "usage": None,
-        "system_fingerprint": None,
-    }
-
-
-@pytest.mark.parametrize(
-    ("chunk", "expected"),
-    [
-        (HEAD.role_chunk(), chunk_json({"role": "assistant", "content": ""})),
-        (HEAD.text_chunk("x"), chunk_json({"content": "x"})),
-        (HEAD.text_chunk(""), chunk_json({"content": ""})),
-        (HEAD.final_chunk("end_turn", None), chunk_json({}, "stop")),
-        (HEAD.final_chunk("max_tokens", None), chunk_json({}, "length")),
-        (HEAD.final_chunk(None, 0.0125), {**chunk_json({}, "stop"), "cost_usd": 0.0125}),
-        (
-            HEAD.usage_chunk(USAGE, None),
-            {
-                **SAME,
-                "object": "chat.completion.chunk",
-                "choices": [],
-                "usage": USAGE_JSON,
-                "system_fingerprint": None,
-            },
-        ),
-        (
-            HEAD.usage_chunk(USAGE, 0.5),
-            {
-                **SAME,
-                "object": "chat.completion.chunk",
-                "choices": [],
-                "usage": USAGE_JSON,
-                "system_fingerprint": None,
-                "cost_usd": 0.5,
-            },
-        ),
-    ],
-    ids=[
-        "role",
-        "text",
-        "empty-text",
-        "final",
-        "final-length",
-        "final-with-cost",
-        "usage",
-        "usage-with-cost",
-    ],
-)
-def test_chunk_json(chunk: Any, expected: dict[str, Any]) -> None:
-    assert to_json(chunk) == expected
-
-
-@pytest.mark.parametrize(
-    ("cost_usd", "extra"),
-    [(None, {}), (0.0031, {"cost_usd": 0.0031}), (0.0, {"cost_usd": 0.0})],
-)
-def test_completion_json(cost_usd: float | None, extra: dict[str, Any]) -> None:
-    completion = HEAD.completion("Paris.", "refusal", USAGE, cost_usd)
-    assert to_json(completion) == {
-        **SAME,
-        "object": "chat.completion",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": "Paris.", "refusal": None},
-                "finish_reason": "content_filter",
-                "logprobs": None,
-            }
-        ],
-        "usage": USAGE_JSON,
-        "system_fingerprint": None,
-        **extra,
-    }
-
-
-def test_every_chunk_of_a_stream_repeats_id_created_and_model() -> None:
-    stream = [
-        HEAD.role_chunk(),
-        HEAD.text_chunk("a"),
-        HEAD.text_chunk("b"),
-        HEAD.final_chunk("end_turn", 0.1),
-        HEAD.usage_chunk(USAGE, 0.1),
-    ]
-    for chunk in stream:
-        wire = to_json(chunk)
-        assert {key: wire[key] for key in SAME} == SAME
-
-
 # --- function calling: what the request offers (wrapper.tools.calling) ------------------
 
 WEATHER_FN = {
@@ -635,6 +442,76 @@ def test_calling_refusals(fields: dict[str, Any], param: str) -> None:
 def test_a_64_character_name_is_fine() -> None:
     [function] = calling_of(tools=[{"type": "function", "function": {"name": "x" * 64}}]).functions
     assert function.name == "x" * 64
+
+
+@pytest.mark.parametrize(
+    ("fields", "functions", "single"),
+    [
+        ({}, (), False),
+        ({"tools": [WEATHER_TOOL, TIME_TOOL]}, (WEATHER, TIME), False),
+        ({"tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": "none"}, (), False),
+        (
+            {
+                "tools": [WEATHER_TOOL, TIME_TOOL],
+                "tool_choice": {"type": "function", "function": {"name": "get-time"}},
+            },
+            (TIME,),
+            False,
+        ),
+        ({"tools": [WEATHER_TOOL], "parallel_tool_calls": False}, (WEATHER,), True),
+        ({"functions": [WEATHER_FN, TIME_FN]}, (WEATHER, TIME), True),
+    ],
+)
+def test_the_turn_offers_the_chosen_functions(
+    fields: dict[str, Any], functions: tuple[Function, ...], single: bool
+) -> None:
+    request = parse_chat_request({"messages": [user("hi")], **fields})
+    result = to_turn(request, DEFAULT_MODEL)
+    assert (result.functions, result.single) == (functions, single)
+    assert result.names == {f.name for f in functions}
+
+
+def test_parse_gives_the_request_the_ask_and_the_form_of_calls() -> None:
+    body = {
+        "model": "opus",
+        "messages": [system("Be brief."), user("Hi"), assistant("Hello."), user("Weather?")],
+        "functions": [WEATHER_FN],
+        "enable_tools": True,
+        "allowed_tools": ["Read"],
+        "session_id": "s-1",
+    }
+    parsed = parse(json.dumps(body).encode(), DEFAULT_MODEL, session_header="s-1")
+    assert parsed.legacy is True
+    assert parsed.request.model == "opus"
+    assert parsed.ask.turn == to_turn(parsed.request, DEFAULT_MODEL)
+    assert parsed.ask.turn.functions == (WEATHER,)
+    assert parsed.ask.builtin == ToolRequest(enabled=True, allowed=("Read",))
+    # The conversation a history key hashes: every message but the system ones.
+    assert parsed.ask.conversation == (
+        ("user", "Hi"),
+        ("assistant", "Hello."),
+        ("user", "Weather?"),
+    )
+    assert parsed.ask.session_id == "s-1"
+
+
+@pytest.mark.parametrize(
+    ("body_id", "header_id", "code"),
+    [("a", "b", "session_id_mismatch"), (None, "..", "invalid_session_id")],
+)
+def test_parse_refuses_a_bad_session_id(body_id: str | None, header_id: str, code: str) -> None:
+    body: dict[str, Any] = {"messages": [user("hi")]}
+    if body_id is not None:
+        body["session_id"] = body_id
+    with pytest.raises(InvalidRequest) as caught:
+        parse(json.dumps(body).encode(), DEFAULT_MODEL, session_header=header_id)
+    assert (caught.value.param, caught.value.instance_code) == ("session_id", code)
+
+
+def test_parse_without_a_session_id_has_none() -> None:
+    parsed = parse(json.dumps({"messages": [user("hi")]}).encode(), DEFAULT_MODEL)
+    assert (parsed.ask.session_id, parsed.legacy) == (None, False)
+    assert parsed.ask.builtin == ToolRequest()
 
 
 # --- function calling: the conversation as Anthropic messages --------------------------
@@ -848,230 +725,6 @@ def test_tool_use_id(client_id: str, tool_use: str) -> None:
 )
 def test_call_id(tool_use: str, client_id: str) -> None:
     assert tools.call_id(tool_use) == client_id
-
-
-# --- function calling: Claude's calls picked out of a run (CallTracker) -----------------
-
-
-def block_start(index: int, id_: str, name: str) -> dict[str, Any]:
-    block = {"type": "tool_use", "id": id_, "name": name, "input": {}}
-    return {"type": "content_block_start", "index": index, "content_block": block}
-
-
-def json_delta(index: int, fragment: str) -> dict[str, Any]:
-    delta = {"type": "input_json_delta", "partial_json": fragment}
-    return {"type": "content_block_delta", "index": index, "delta": delta}
-
-
-STREAM = [
-    {"type": "message_start", "message": {}},
-    {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-    {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hm."}},
-    block_start(1, "toolu_A", "get_weather"),
-    json_delta(1, ""),
-    json_delta(1, '{"city": '),
-    json_delta(1, '"Paris"}'),
-    block_start(2, "toolu_B", "Bash"),
-    json_delta(2, '{"command": "ls"}'),
-    block_start(3, "toolu_C", "get-time"),
-    json_delta(3, "{}"),
-    {"type": "message_delta", "delta": {"stop_reason": "tool_use"}},
-]
-
-
-def tracker(single: bool = False) -> tools.CallTracker:
-    return tools.CallTracker(Calling((WEATHER, TIME), single=single))
-
-
-def test_tracker_streams_only_client_calls_with_openai_indexes() -> None:
-    calls_tracker = tracker()
-    deltas = [d for event in STREAM for d in calls_tracker.feed(event)]
-    assert deltas == [
-        CallDelta(0, "", "call_A", "get_weather"),
-        CallDelta(0, '{"city": '),
-        CallDelta(0, '"Paris"}'),
-        CallDelta(1, "", "call_C", "get-time"),
-        CallDelta(1, "{}"),
-    ]
-    # Confirmed blocks that were streamed send nothing more.
-    assert calls_tracker.confirm("toolu_A", "get_weather", {"city": "Paris"}) == []
-    assert calls_tracker.confirm("toolu_B", "Bash", {"command": "ls"}) == []
-    assert calls_tracker.confirm("toolu_C", "get-time", {}) == []
-    assert calls_tracker.calls == [
-        FunctionCall("call_A", "get_weather", '{"city": "Paris"}'),
-        FunctionCall("call_C", "get-time", "{}"),
-    ]
-    calls_tracker.check()
-
-
-def test_tracker_single_keeps_the_first_call() -> None:
-    calls_tracker = tracker(single=True)
-    deltas = [d for event in STREAM for d in calls_tracker.feed(event)]
-    assert {d.index for d in deltas} == {0}
-    calls_tracker.confirm("toolu_A", "get_weather", {"city": "Paris"})
-    calls_tracker.confirm("toolu_C", "get-time", {})
-    assert [c.id for c in calls_tracker.calls] == ["call_A"]
-
-
-def test_tracker_streams_whole_a_call_no_event_showed() -> None:
-    # The CLI's non-streaming retry: blocks arrive whole, with no stream events.
-    calls_tracker = tracker()
-    assert calls_tracker.confirm("toolu_A", "get_weather", {"city": "Paris"}) == [
-        CallDelta(0, "", "call_A", "get_weather"),
-        CallDelta(0, '{"city": "Paris"}'),
-    ]
-    calls_tracker.check()
-
-
-def test_tracker_new_message_restarts_block_indexes() -> None:
-    calls_tracker = tracker()
-    calls_tracker.feed({"type": "message_start", "message": {}})
-    calls_tracker.feed(block_start(0, "toolu_X", "Bash"))
-    calls_tracker.feed({"type": "message_start", "message": {}})
-    assert calls_tracker.feed(json_delta(0, "{}")) == []
-
-
-@pytest.mark.parametrize("fragments", [[], ['{"city": '], ['{"city": "Rome"}']])
-def test_tracker_refuses_a_confirmed_call_unlike_what_was_streamed(fragments: list[str]) -> None:
-    calls_tracker = tracker()
-    calls_tracker.feed(block_start(0, "toolu_A", "get_weather"))
-    for fragment in fragments:
-        calls_tracker.feed(json_delta(0, fragment))
-    with pytest.raises(UpstreamError) as caught:
-        calls_tracker.confirm("toolu_A", "get_weather", {"city": "Paris"})
-    assert caught.value.instance_code == "stream_restarted"
-
-
-def test_tracker_takes_streamed_arguments_in_any_json_spelling() -> None:
-    calls_tracker = tracker()
-    calls_tracker.feed(block_start(0, "toolu_A", "get_weather"))
-    calls_tracker.feed(json_delta(0, '{ "city" :"Paris" }'))
-    assert calls_tracker.confirm("toolu_A", "get_weather", {"city": "Paris"}) == []
-
-
-def test_tracker_refuses_a_streamed_call_that_was_never_confirmed() -> None:
-    calls_tracker = tracker()
-    calls_tracker.feed(block_start(0, "toolu_A", "get_weather"))
-    calls_tracker.confirm("toolu_Z", "get_weather", {"city": "Rome"})
-    with pytest.raises(UpstreamError) as caught:
-        calls_tracker.check()
-    assert caught.value.instance_code == "stream_restarted"
-
-
-# --- function calling: the answer the client gets -------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("stop_reason", "called", "legacy", "expected"),
-    [
-        ("tool_use", True, False, "tool_calls"),
-        ("tool_use", True, True, "function_call"),
-        (None, True, False, "tool_calls"),
-        ("end_turn", False, False, "stop"),
-        ("max_tokens", False, True, "length"),
-        # A tool_use stop with no call for the client (Claude Code's own tool) is a stop.
-        ("tool_use", False, False, "stop"),
-    ],
-)
-def test_finish(stop_reason: str | None, called: bool, legacy: bool, expected: str) -> None:
-    assert finish(stop_reason, called, legacy) == expected
-
-
-@pytest.mark.parametrize(
-    ("delta", "legacy", "expected"),
-    [
-        (
-            CallDelta(0, "", "call_A", "get_weather"),
-            False,
-            {
-                "tool_calls": [
-                    {
-                        "index": 0,
-                        "id": "call_A",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": ""},
-                    }
-                ]
-            },
-        ),
-        (
-            CallDelta(1, '{"a"'),
-            False,
-            {"tool_calls": [{"index": 1, "function": {"arguments": '{"a"'}}]},
-        ),
-        (
-            CallDelta(0, "", "call_A", "get_weather"),
-            True,
-            {"function_call": {"name": "get_weather", "arguments": ""}},
-        ),
-        (CallDelta(0, "}"), True, {"function_call": {"arguments": "}"}}),
-    ],
-)
-def test_call_chunk_json(delta: CallDelta, legacy: bool, expected: dict[str, Any]) -> None:
-    assert to_json(HEAD.call_chunk(delta, legacy)) == chunk_json(expected)
-
-
-def test_final_chunk_after_calls() -> None:
-    assert to_json(HEAD.final_chunk("tool_use", None, called=True)) == chunk_json({}, "tool_calls")
-    legacy = HEAD.final_chunk("tool_use", None, called=True, legacy=True)
-    assert to_json(legacy) == chunk_json({}, "function_call")
-
-
-PARIS_CALL = FunctionCall("call_A", "get_weather", '{"city": "Paris"}')
-ROME_CALL = FunctionCall("call_B", "get_weather", '{"city": "Rome"}')
-
-
-@pytest.mark.parametrize(
-    ("text", "legacy", "message", "finish_json"),
-    [
-        (
-            "",
-            False,
-            {
-                "role": "assistant",
-                "content": None,
-                "refusal": None,
-                "tool_calls": [
-                    {
-                        "id": "call_A",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-                    },
-                    {
-                        "id": "call_B",
-                        "type": "function",
-                        "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
-                    },
-                ],
-            },
-            "tool_calls",
-        ),
-        (
-            "Looking.",
-            True,
-            {
-                "role": "assistant",
-                "content": "Looking.",
-                "refusal": None,
-                "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-            },
-            "function_call",
-        ),
-    ],
-)
-def test_completion_with_calls_json(
-    text: str, legacy: bool, message: dict[str, Any], finish_json: str
-) -> None:
-    completion = HEAD.completion(
-        text, "tool_use", USAGE, None, calls=(PARIS_CALL, ROME_CALL), legacy=legacy
-    )
-    [choice] = to_json(completion)["choices"]
-    assert choice == {
-        "index": 0,
-        "message": message,
-        "finish_reason": finish_json,
-        "logprobs": None,
-    }
 
 
 # --- the transcript the backend resumes (wrapper.transcript) ---------------------------

@@ -347,6 +347,10 @@ async def test_refusals_come_before_the_run_slot(
             (400, "unsupported_in_session", "tools"),
         ),
         ({"json": {**CHAT, "session_id": "..."}}, (400, "invalid_session_id", "session_id")),
+        (  # the tool policy is planned before the slot too (it once was the backend's)
+            {"json": {**CHAT, "enable_tools": True, "allowed_tools": ["Bash"]}},
+            (400, "tool_not_allowed", "allowed_tools"),
+        ),
         ({"json": gone}, (409, "session_transcript_missing", "session_id")),
     ]
     async with server.http() as http:
@@ -405,7 +409,9 @@ async def test_one_client_cannot_take_every_slot(start_server: Any, mock: MockAn
     server = await start_server(
         api_keys=keys, max_concurrent_runs=3, max_queued_runs=0, max_runs_per_client=2
     )
-    mock.default = Reply.text("slow", pieces=5, delay=0.4)
+    # 4 s: long enough for the modest run's CLI to start (up to ~1.5 s on a loaded 2-core
+    # box) while the greedy ones still stream. (A text splits into at most len(text) pieces.)
+    mock.default = Reply.text("slow " * 10, pieces=10, delay=0.4)
     greedy, modest = ({"x-api-key": key} for key in keys)
     statuses: list[int] = []
 

@@ -20,8 +20,9 @@ Order of work for each HTTP request:
 11. any ``WrapperError`` becomes the OpenAI envelope here, and an unexpected exception a
    logged 500 envelope. Handlers that already started a streamed response report their
    own errors in-stream.
-A handler that runs Claude Code takes a slot of ``App.gate`` itself, just before its run,
-once everything that can refuse the request has passed (wrapper.handlers.chat).
+A handler that runs Claude Code takes a run slot itself, just before its run, once
+everything that can refuse the request has passed (wrapper.handlers.chat). The app holds
+no service of its own: wrapper.server builds them once and hands each handler what it uses.
 Every response carries ``x-request-id`` (the client's, when it sent a sane one). One
 access-log line per request: method, path, status, duration, client, model and tokens
 when a handler reports them; never content, keys or tokens (``wrapper.logs`` escapes what
@@ -33,11 +34,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import attrs
@@ -45,8 +44,8 @@ import trio
 
 from wrapper import errors
 from wrapper.auth import check_key, presented_key
-from wrapper.claude import Backend
 from wrapper.config import Config
+from wrapper.drain import Drain
 from wrapper.guard import check_host, check_media_type
 from wrapper.http import (
     ClientGone,
@@ -59,12 +58,9 @@ from wrapper.http import (
     send_error,
     watch_disconnect,
 )
-from wrapper.limits import RateLimiter, RunGate, client_address, parse_networks
+from wrapper.limits import RateLimiter, client_address, parse_networks
 from wrapper.metrics import Metrics
-from wrapper.placement import Placement
-from wrapper.points import Points
 from wrapper.session_store import NO_KEY_TENANT
-from wrapper.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +79,6 @@ EXPOSED_HEADERS = (
 class Request:
     """One HTTP request as handlers see it."""
 
-    app: App
     scope: Scope
     send: Send
     params: dict[str, str]
@@ -157,70 +152,44 @@ def _match(template: tuple[str, ...], segments: tuple[str, ...]) -> dict[str, st
     return params
 
 
-class App:
-    """The ASGI callable. Holds the config, the backend and the runs in flight."""
+# A task the server runs beside the app for as long as it serves (started with
+# ``nursery.start``): the rate limiter's sweeper, the sessions' reaper.
+BackgroundTask = Callable[..., Awaitable[None]]
 
-    def __init__(self, config: Config, backend: Backend, router: Router) -> None:
+
+class App:
+    """The ASGI callable: the route table and what every request goes through."""
+
+    def __init__(
+        self,
+        config: Config,
+        router: Router,
+        limiter: RateLimiter,
+        drain: Drain,
+        metrics: Metrics,
+        tasks: tuple[BackgroundTask, ...] = (),
+    ) -> None:
         self.config = config
-        self.backend = backend
         self.router = router
-        self.points = Points(config.state_dir)
-        self.sessions = Sessions(config, self.points)
-        self.placement = Placement(config, self.points, self.sessions)
-        self.limiter = RateLimiter(dict(config.rate_limits))
-        self.gate = RunGate(
-            config.max_concurrent_runs, config.max_queued_runs, config.max_runs_per_client
-        )
+        self.limiter = limiter
+        self.drain = drain
+        self.metrics = metrics
+        self.tasks = tasks
         self.proxies = parse_networks(config.trusted_proxies)
-        self.draining = False
         self.requests_in_flight = 0
         self.streams_in_flight = 0
-        self.metrics = Metrics(
-            gauges={
-                "wrapper_active_requests": (
-                    "HTTP requests in flight.",
-                    lambda: self.requests_in_flight,
-                ),
-                "wrapper_active_streams": (
-                    "Streamed responses in flight.",
-                    lambda: self.streams_in_flight,
-                ),
-                "wrapper_active_runs": ("Claude Code runs in flight.", lambda: self.active_runs),
-                "wrapper_queued_runs": (
-                    "Requests waiting for a run slot.",
-                    lambda: self.gate.waiting,
-                ),
-                "wrapper_cli_processes": (
-                    "Live Claude Code CLI processes.",
-                    lambda: self.backend.live_processes,
-                ),
-                "wrapper_sessions": ("Sessions kept by the server.", lambda: self.sessions.count),
-            }
+        metrics.gauges["wrapper_active_requests"] = (
+            "HTTP requests in flight.",
+            lambda: self.requests_in_flight,
         )
-        self._runs: set[trio.CancelScope] = set()
-        self._stop_deadline = math.inf
-
-    @contextmanager
-    def run_scope(self) -> Iterator[trio.CancelScope]:
-        """A scope for one Claude Code run (and its waits) that shutdown can cut short."""
-        scope = trio.CancelScope(deadline=self._stop_deadline)
-        self._runs.add(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            self._runs.discard(scope)
+        metrics.gauges["wrapper_active_streams"] = (
+            "Streamed responses in flight.",
+            lambda: self.streams_in_flight,
+        )
 
     def begin_shutdown(self) -> None:
         """Refuse new requests; give runs in flight ``shutdown_grace`` seconds to finish."""
-        self.draining = True
-        self._stop_deadline = trio.current_time() + self.config.shutdown_grace
-        for scope in self._runs:
-            scope.deadline = min(scope.deadline, self._stop_deadline)
-
-    @property
-    def active_runs(self) -> int:
-        return self.gate.running
+        self.drain.begin()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -304,7 +273,7 @@ class App:
             route, params = self.router.match(scope["method"], scope["path"])
             log_fields["route"] = route.path
             check_media_type(scope)
-            if self.draining and not route.public:  # /health reports draining itself
+            if self.drain.draining and not route.public:  # /health reports draining itself
                 raise errors.ShuttingDown("The server is shutting down.", retry_after=5)
             if self.config.api_keys and not route.public:
                 key = self._authenticate(scope, client)
@@ -326,7 +295,7 @@ class App:
             return
         keyed = bool(self.config.api_keys) and not route.public
         tenant = client if keyed else NO_KEY_TENANT
-        request = Request(self, scope, send, params, body, headers, tenant, client, log_fields)
+        request = Request(scope, send, params, body, headers, tenant, client, log_fields)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
             await _respond(route.handler, request, started)

@@ -3,8 +3,8 @@
 ids, Anthropic stop reasons and usage); the front doors turn them into their wire shapes.
 
 A run's events: ``Began`` once Claude starts to answer; any number of ``TextDelta``,
-``ReasoningDelta``, ``CallStarted`` and ``CallArguments`` (and at most one ``Restarted``)
-in the order Claude produced them; then
+``ReasoningDelta``, ``CallStarted``, ``CallArguments`` and ``Restarted`` in the order
+Claude produced them; then
 exactly one of ``Finished`` or ``Failed``, then nothing. A consumer may stop reading at
 any event; leaving the backend's context then stops the run (wrapper.claude).
 

@@ -30,8 +30,14 @@ from wrapper import hypercorn_fixes, places, sandbox
 from wrapper.app import App, Router
 from wrapper.claude import Backend
 from wrapper.config import Config
+from wrapper.drain import Drain
 from wrapper.handlers import routes
 from wrapper.hypercorn_fixes import HypercornConfig
+from wrapper.limits import RateLimiter, RunGate
+from wrapper.metrics import Metrics
+from wrapper.placement import Placement
+from wrapper.points import Points
+from wrapper.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +51,43 @@ class PortInUse(Exception):
 
 
 def build_app(config: Config) -> App:
-    """The app and its backend; first the private directories and the CLI's launcher.
-    Raises ``UnsafeDirectory`` or ``SandboxUnavailable`` (one line for the operator)."""
+    """Every service, built once and handed to what uses it; first the private
+    directories and the CLI's launcher. Raises ``UnsafeDirectory`` or
+    ``SandboxUnavailable`` (one line for the operator)."""
     places.check_private(config.state_dir)
     places.check_private(config.workdir)
     hidden = [config.workdir, config.state_dir, config.home(), config.claude_config_dir()]
     launcher, sandboxed = sandbox.install(config.sandbox, config.cli_path, config.state_dir, hidden)
     log.info("Claude Code runs %s", "in a bubblewrap sandbox" if sandboxed else "unsandboxed")
-    return App(config, Backend(config, launcher, sandboxed), Router(routes(config)))
+    backend = Backend(config, launcher, sandboxed)
+    points = Points(config.state_dir)
+    sessions = Sessions(config, points)
+    placement = Placement(config, points, sessions)
+    gate = RunGate(config.max_concurrent_runs, config.max_queued_runs, config.max_runs_per_client)
+    limiter = RateLimiter(dict(config.rate_limits))
+    drain = Drain(config.shutdown_grace)
+    metrics = Metrics(
+        gauges={
+            "wrapper_active_runs": ("Claude Code runs in flight.", lambda: gate.running),
+            "wrapper_queued_runs": ("Requests waiting for a run slot.", lambda: gate.waiting),
+            "wrapper_cli_processes": (
+                "Live Claude Code CLI processes.",
+                lambda: backend.live_processes,
+            ),
+            "wrapper_sessions": ("Sessions kept by the server.", lambda: sessions.count),
+        }
+    )
+    table = routes(
+        config,
+        backend=backend,
+        placement=placement,
+        kept=sessions,
+        gate=gate,
+        drain=drain,
+        metrics=metrics,
+    )
+    tasks = (limiter.sweeper, sessions.reaper)
+    return App(config, Router(table), limiter, drain, metrics, tasks)
 
 
 def hypercorn_config(config: Config) -> HypercornConfig:
@@ -88,8 +123,8 @@ async def serve(
         async with trio.open_nursery() as nursery:
             if handle_signals:
                 nursery.start_soon(_wait_for_signal, stop)
-            await nursery.start(app.limiter.sweeper)
-            await nursery.start(app.sessions.reaper)
+            for task in app.tasks:
+                await nursery.start(task)
             hypercorn_fixes.install()
             hc = hypercorn_config(config)
             binds = await nursery.start(_serve_app, app, hc, trigger, nursery.cancel_scope)

@@ -1,31 +1,33 @@
 """``POST /v1/chat/completions``: one Claude Code run per request, streamed or not.
 
+The flow, top to bottom in ``Completions``: parse the body (wrapper.convert), plan the run
+(wrapper.plan, pure: every refusal that depends only on the request), open its place
+(wrapper.placement: a session's lock, its caps and transcript), take a run slot (503 when
+the server is full, 429 past the client's own cap), run it (wrapper.claude: events), and
+encode the events (wrapper.encode). So a malformed request under full load still gets its
+400, and a session turn waiting for its lock holds no slot.
+
 Streaming follows OpenAI's wire format: a first chunk with the role, one chunk per text
 delta as it arrives, one per piece of a function call (the first piece of each call
 carries its index, id, type and name; the rest, argument fragments), a final chunk with
 ``finish_reason``, a usage chunk with ``choices: []`` only when
-``stream_options.include_usage`` is true, then ``[DONE]``. The
-response starts with the first chunk, so an error before any output keeps its HTTP status;
-an error after it is sent as a ``data: {"error": ...}`` frame and ends the stream.
+``stream_options.include_usage`` is true, then ``[DONE]``. The response starts with the
+first chunk, so an error before any output keeps its HTTP status; an error after it is
+sent as a ``data: {"error": ...}`` frame and ends the stream. The final chunk goes out
+once the run is recorded (a session's turn, a conversation to continue), so a client's
+next request always finds it.
 
-Keep-alives and the status (a decision): during a silence the stream sends an SSE comment
-every ``keepalive_interval`` seconds (15), since proxies and load balancers cut a
-connection idle for 30-60 s, and thinking or tool use can hold the first token for
-minutes. A comment starts the response, so it commits a 200: the first one comes only
-after ``keepalive_interval`` of silence, and none is sent past the request's deadline.
-So any error within the first 15 s without output (every refusal, an upstream error, a
-timeout of up to 15 s) keeps its status (504 for a timeout); a run silent for longer has
-already answered 200, and its error arrives as an error frame. Holding the status longer
-would lose the stream behind a proxy; keep-alives only after the first token would too.
+Keep-alives and the status (a decision): once Claude has begun to answer (``Began``: the
+API took the turn), a silence of ``keepalive_interval`` seconds (15) gets an SSE comment,
+since proxies and load balancers cut a connection idle for 30-60 s, and thinking or tool
+use can hold the first token for minutes. A comment starts the response, so it commits a
+200; none is sent before Claude answers (waits for a lock or a slot, the CLI's start, the
+API's own retries of a 429 or 529), so an error there keeps its status whatever it took,
+nor past the request's deadline, so a timeout before any output is a 504.
 
 The timeout (``MAX_TIMEOUT``) holds to within 1.5 s, what closing a wedged CLI may take
-past the deadline (wrapper.claude: interrupt, SIGTERM after 1 s, SIGKILL 0.5 s later);
-one that heeds the interrupt is closed in about 0.1 s.
-
-Everything that can refuse the request (parsing, validation, policy, a session's own
-refusals) and the wait for a session's lock come before the run slot: the slot
-(``App.gate``, 503 when the server is full, 429 past the client's own cap) is taken just
-around the Claude Code run, so a malformed request under full load still gets its 400.
+past the deadline (wrapper.claude.process: interrupt, SIGTERM after 1 s, SIGKILL 0.5 s
+later); one that heeds the interrupt is closed in about 0.1 s.
 
 The run's cost is reported as ``cost_usd`` (a non-standard field) on the completion, on
 the final chunk and on the usage chunk, and as the ``x-claude-cost-usd`` header when not
@@ -39,15 +41,21 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import attrs
 import trio
 
 from wrapper import errors, events, plan
 from wrapper.app import Request
+from wrapper.claude import Backend
 from wrapper.completions import to_json
+from wrapper.config import Config
 from wrapper.convert import Parsed, parse
+from wrapper.drain import Drain
 from wrapper.encode import ChatEncoder
 from wrapper.events import Answer, Event, Finished
 from wrapper.http import SSEWriter, header, send_json
+from wrapper.limits import RunGate
+from wrapper.placement import Placement
 
 # Bodies up to this size are parsed on the event loop: a thread hop costs ~100 us, as much
 # as parsing a typical 16 KiB body, and the worst 16 KiB (546 one-letter messages) holds
@@ -72,70 +80,92 @@ async def _parse(body: bytes, default_model: str, session_header: str | None) ->
     )
 
 
-async def create(request: Request) -> None:
-    config = request.app.config
-    parsed = await _parse(request.body, config.default_model, header(request.scope, "x-session-id"))
-    planned = plan.plan(parsed.ask, config)
-    request.log["model"] = planned.turn.model
-    encoder = ChatEncoder(
-        id=f"chatcmpl-{secrets.token_hex(12)}",
-        created=int(time.time()),
-        model=planned.turn.model,
-        legacy=parsed.legacy,
-    )
-    if parsed.request.stream:
-        options = parsed.request.stream_options
-        await _stream(request, planned, encoder, bool(options and options.include_usage))
-    else:
-        await _complete(request, planned, encoder)
+@attrs.frozen
+class Completions:
+    """The handler, with the services it uses: parse, plan, place, slot, run, encode."""
 
+    config: Config
+    placement: Placement
+    gate: RunGate
+    backend: Backend
+    drain: Drain
 
-async def _run(
-    request: Request, planned: plan.Plan, deadline: float, on_event: OnEvent | None = None
-) -> tuple[Answer, Finished]:
-    """The planned run, in its place, in a run slot, under the request's ``deadline`` and
-    the shutdown scope; each event goes to ``on_event``, which may end the run by raising.
-    What it reports goes to the access log and the metrics (never content)."""
-    app = request.app
-    answer = Answer()
-    with trio.move_on_at(deadline) as timeout, app.run_scope() as stop:
-        async with app.placement.open(planned, request.tenant) as site:
-            async with _slot(request), app.backend.run(site.turn, site.place) as run:
-                async for event in run:
-                    answer.add(event)
-                    if isinstance(event, events.Failed):
-                        raise event.error
-                    if on_event is not None:
-                        await on_event(event)
-            finished = answer.finished
-            assert finished is not None  # the run's last event, if not Failed
-            site.keep(answer, finished)
-        request.log["prompt_tokens"] = finished.usage.all_input
-        request.log["completion_tokens"] = finished.usage.output_tokens
-        if finished.cost_usd is not None:
-            request.log["cost_usd"] = finished.cost_usd
-        return answer, finished
-    if stop.cancelled_caught and not timeout.cancelled_caught:
-        raise errors.ShuttingDown(
-            "The server is shutting down; the run was stopped.", retry_after=5
+    async def __call__(self, request: Request) -> None:
+        config = self.config
+        session_header = header(request.scope, "x-session-id")
+        parsed = await _parse(request.body, config.default_model, session_header)
+        planned = plan.plan(parsed.ask, config)
+        request.log["model"] = planned.turn.model
+        encoder = ChatEncoder(
+            id=f"chatcmpl-{secrets.token_hex(12)}",
+            created=int(time.time()),
+            model=planned.turn.model,
+            legacy=parsed.legacy,
         )
-    raise errors.Timeout(f"Claude Code did not finish within {app.config.timeout:g} seconds.")
+        deadline = trio.current_time() + config.timeout
+        if not parsed.request.stream:
+            answer, finished = await self.run(request, planned, deadline)
+            await _complete(request, encoder, answer, finished)
+            return
+        options = parsed.request.stream_options
+        include_usage = bool(options and options.include_usage)
+        await _stream(
+            request,
+            encoder,
+            include_usage,
+            deadline,
+            config.keepalive_interval,
+            lambda on_event: self.run(request, planned, deadline, on_event),
+        )
+
+    async def run(
+        self, request: Request, planned: plan.Plan, deadline: float, on_event: OnEvent | None = None
+    ) -> tuple[Answer, Finished]:
+        """The planned run, in its place, in a run slot, under the request's ``deadline``
+        and the shutdown scope; each event goes to ``on_event``, which may end the run by
+        raising. What it reports goes to the access log and the metrics (never content)."""
+        answer = Answer()
+        with trio.move_on_at(deadline) as timeout, self.drain.run_scope() as stop:
+            async with self.placement.open(planned, request.tenant) as site:
+                async with (
+                    _slot(self.gate, request),
+                    self.backend.run(site.turn, site.place) as events_,
+                ):
+                    async for event in events_:
+                        answer.add(event)
+                        if isinstance(event, events.Failed):
+                            raise event.error
+                        if on_event is not None:
+                            await on_event(event)
+                finished = answer.finished
+                assert finished is not None  # the run's last event, if not Failed
+                site.keep(answer, finished)
+            request.log["prompt_tokens"] = finished.usage.all_input
+            request.log["completion_tokens"] = finished.usage.output_tokens
+            if finished.cost_usd is not None:
+                request.log["cost_usd"] = finished.cost_usd
+            return answer, finished
+        if stop.cancelled_caught and not timeout.cancelled_caught:
+            raise errors.ShuttingDown(
+                "The server is shutting down; the run was stopped.", retry_after=5
+            )
+        raise errors.Timeout(f"Claude Code did not finish within {self.config.timeout:g} seconds.")
 
 
 @asynccontextmanager
-async def _slot(request: Request) -> AsyncIterator[None]:
+async def _slot(gate: RunGate, request: Request) -> AsyncIterator[None]:
     """A run slot of the client's (503 when the server is full, 429 past its own cap)."""
     try:
-        async with request.app.gate.slot(request.client):
+        async with gate.slot(request.client):
             yield
     except errors.TooManyRuns:
         request.log["limited"] = True  # for the metrics: not an upstream 429
         raise
 
 
-async def _complete(request: Request, planned: plan.Plan, encoder: ChatEncoder) -> None:
-    deadline = trio.current_time() + request.app.config.timeout
-    answer, finished = await _run(request, planned, deadline)
+async def _complete(
+    request: Request, encoder: ChatEncoder, answer: Answer, finished: Finished
+) -> None:
     headers = dict(request.headers)
     if finished.cost_usd is not None:
         headers["x-claude-cost-usd"] = f"{finished.cost_usd:.6f}"
@@ -143,12 +173,17 @@ async def _complete(request: Request, planned: plan.Plan, encoder: ChatEncoder) 
 
 
 async def _stream(
-    request: Request, planned: plan.Plan, encoder: ChatEncoder, include_usage: bool
+    request: Request,
+    encoder: ChatEncoder,
+    include_usage: bool,
+    deadline: float,
+    keepalive: float,
+    run: Callable[[OnEvent], Awaitable[tuple[Answer, Finished]]],
 ) -> None:
-    config = request.app.config
+    """Each delta as a chunk as it comes; keep-alive comments during silences once Claude
+    answers; the final chunk (and usage) once the run is over and recorded."""
     sse = SSEWriter(request.send, request.headers)
     started = trio.current_time()
-    deadline = started + config.timeout
     role_sent = False
     failure: errors.WrapperError | None = None
 
@@ -157,7 +192,7 @@ async def _stream(
         async def on_event(event: Event) -> None:
             nonlocal role_sent
             if isinstance(event, events.Began):  # keep-alives only once Claude answers
-                nursery.start_soon(sse.keepalive, config.keepalive_interval, deadline)
+                nursery.start_soon(sse.keepalive, keepalive, deadline)
                 return
             if isinstance(event, events.Restarted):  # what was sent cannot be taken back
                 raise errors.UpstreamError(
@@ -175,7 +210,7 @@ async def _stream(
             await sse.event(to_json(chunk))
 
         try:
-            answer, finished = await _run(request, planned, deadline, on_event)
+            answer, finished = await run(on_event)
         except errors.WrapperError as exc:  # raised outside the nursery: not a group
             failure = exc
         nursery.cancel_scope.cancel()  # the keep-alives

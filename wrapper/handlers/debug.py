@@ -11,11 +11,10 @@ from wrapper.http import send_json
 from wrapper.schema import decode_chat_request
 
 
-async def inspect(request: Request) -> None:
-    config = request.app.config
+async def inspect(request: Request, *, default_model: str) -> None:
     try:
         chat = decode_chat_request(request.body)
-        turn = to_turn(chat, config.default_model)
+        turn = to_turn(chat, default_model)
     except errors.WrapperError as exc:
         payload = {"valid": False, **exc.envelope()}
     else:

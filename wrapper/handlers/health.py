@@ -6,25 +6,28 @@ from __future__ import annotations
 from importlib.metadata import version
 
 from wrapper.app import Request
+from wrapper.claude import Backend
+from wrapper.drain import Drain
 from wrapper.http import send_json, send_raw
+from wrapper.limits import RunGate
+from wrapper.metrics import Metrics
 
 VERSION = version("claude-code-openai-wrapper")
 
 
-async def health(request: Request) -> None:
-    app = request.app
+async def health(request: Request, *, drain: Drain, gate: RunGate, backend: Backend) -> None:
     payload = {
-        "status": "draining" if app.draining else "healthy",
+        "status": "draining" if drain.draining else "healthy",
         "service": "claude-code-openai-wrapper",
         "version": VERSION,
-        "active_runs": app.active_runs,
-        "live_cli_processes": app.backend.live_processes,
+        "active_runs": gate.running,
+        "live_cli_processes": backend.live_processes,
     }
-    await send_json(request.send, 503 if app.draining else 200, payload, request.headers)
+    await send_json(request.send, 503 if drain.draining else 200, payload, request.headers)
 
 
-async def metrics(request: Request) -> None:
-    body = request.app.metrics.render().encode()
+async def metrics(request: Request, *, metrics: Metrics) -> None:
+    body = metrics.render().encode()
     headers = {
         **request.headers,
         "content-type": "text/plain; version=0.0.4; charset=utf-8",

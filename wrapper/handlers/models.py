@@ -16,13 +16,13 @@ def _model(model_id: str) -> Model:
     return Model(id=model_id, created=CREATED, owned_by="anthropic")
 
 
-async def list_models(request: Request) -> None:
-    listing = ModelList(data=[_model(m) for m in request.app.config.models])
+async def list_models(request: Request, *, models: tuple[str, ...]) -> None:
+    listing = ModelList(data=[_model(m) for m in models])
     await send_json(request.send, 200, to_json(listing), request.headers)
 
 
-async def get_model(request: Request) -> None:
+async def get_model(request: Request, *, models: tuple[str, ...]) -> None:
     model_id = request.params["model_id"]
-    if model_id not in request.app.config.models:
+    if model_id not in models:
         raise ModelNotFound(f"The model '{model_id[:100]}' does not exist.", param="model")
     await send_json(request.send, 200, to_json(_model(model_id)), request.headers)

@@ -20,6 +20,7 @@ from wrapper.app import Request
 from wrapper.errors import InvalidRequest, SessionNotFound
 from wrapper.http import send_json
 from wrapper.plan import SESSION_ID_RE
+from wrapper.sessions import Sessions
 
 # OpenAI's list endpoints (files, assistants, batches): 20 by default, at most 100.
 DEFAULT_PAGE = 20
@@ -49,10 +50,9 @@ def _page_params(request: Request) -> tuple[int, str | None]:
     return limit, after
 
 
-async def list_sessions(request: Request) -> None:
+async def list_sessions(request: Request, *, sessions: Sessions, ttl: float) -> None:
     limit, after = _page_params(request)
-    rows, more = await request.app.sessions.page(request.tenant, limit, after)
-    ttl = request.app.config.session_ttl
+    rows, more = await sessions.page(request.tenant, limit, after)
     payload = {
         "object": "list",
         "data": [row.to_json(ttl) for row in rows],
@@ -63,8 +63,8 @@ async def list_sessions(request: Request) -> None:
     await send_json(request.send, 200, payload, request.headers)
 
 
-async def stats(request: Request) -> None:
-    totals = await request.app.sessions.totals(request.tenant)
+async def stats(request: Request, *, sessions: Sessions, ttl: float) -> None:
+    totals = await sessions.totals(request.tenant)
     payload = {
         "object": "session.stats",
         "sessions": totals.sessions,
@@ -75,18 +75,18 @@ async def stats(request: Request) -> None:
             "total_tokens": totals.prompt_tokens + totals.completion_tokens,
         },
         "cost_usd": round(totals.cost_usd, 6),
-        "ttl_seconds": request.app.config.session_ttl,
+        "ttl_seconds": ttl,
     }
     await send_json(request.send, 200, payload, request.headers)
 
 
-async def get_session(request: Request) -> None:
-    row = await request.app.sessions.get(request.tenant, _session_id(request))
-    await send_json(request.send, 200, row.to_json(request.app.config.session_ttl), request.headers)
+async def get_session(request: Request, *, sessions: Sessions, ttl: float) -> None:
+    row = await sessions.get(request.tenant, _session_id(request))
+    await send_json(request.send, 200, row.to_json(ttl), request.headers)
 
 
-async def delete_session(request: Request) -> None:
+async def delete_session(request: Request, *, sessions: Sessions) -> None:
     session_id = _session_id(request)
-    await request.app.sessions.delete(request.tenant, session_id)
+    await sessions.delete(request.tenant, session_id)
     payload = {"id": session_id, "object": "session.deleted", "deleted": True}
     await send_json(request.send, 200, payload, request.headers)

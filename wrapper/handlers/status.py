@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from wrapper.app import Request
 from wrapper.auth import claude_auth_status
+from wrapper.config import Config
 from wrapper.http import send_json
 
 
-async def auth_status(request: Request) -> None:
-    config = request.app.config
+async def auth_status(request: Request, *, config: Config) -> None:
     payload = {
         "claude_code_auth": claude_auth_status(
             config.claude_environment(), config.claude_config_dir()

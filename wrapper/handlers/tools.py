@@ -17,9 +17,7 @@ from wrapper.builtin import ARGUMENTS, KNOWN
 from wrapper.http import send_json
 
 
-async def list_tools(request: Request) -> None:
-    policy = request.app.config.tools_allowed
-    sandboxed = request.app.backend.sandboxed
+async def list_tools(request: Request, *, policy: tuple[str, ...], sandboxed: bool) -> None:
     outside = "sandbox" if sandboxed else "none"
     data = [
         {
