@@ -27,7 +27,7 @@ from typing import Any
 import trio
 
 from bench import stress_http, stress_runs
-from wrapper.sandbox import BUNDLED_CLI
+from wrapper.claude import BUNDLED_CLI
 
 Figures = dict[str, Any]
 Scenario = Callable[..., Awaitable[Figures]]

@@ -35,7 +35,7 @@ from bench.probes import (
 )
 from tests import raw_http
 from tests.mock_anthropic import MockAnthropic, Recorded, Reply
-from wrapper.sandbox import BUNDLED_CLI
+from wrapper.claude import BUNDLED_CLI
 
 MODEL = "claude-sonnet-4-5"
 # 40 chunks 0.05 s apart: a 2 s answer, left long before its end.

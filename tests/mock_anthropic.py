@@ -69,6 +69,8 @@ class Reply:
     # (text chunks, then argument fragments).
     fail_after: int | None = None
     tool_uses: tuple[ToolUse, ...] = ()
+    # Seconds before the answer (its status) starts: a slow API, or one that fails slowly.
+    wait: float = 0.0
 
     @classmethod
     def text(cls, text: str, *, pieces: int = 1, delay: float = 0.0, **kw: Any) -> Reply:
@@ -205,6 +207,7 @@ class MockAnthropic:
         self.request_arrived.set()
         self.request_arrived = trio.Event()
         reply = self.queue.popleft() if self.queue else self.default
+        await trio.sleep(reply.wait)
         if reply.status != 200:
             await _send_error(send, reply)
             return

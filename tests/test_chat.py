@@ -242,6 +242,26 @@ async def test_keepalive_comments_during_silence(start_server: Any, mock: MockAn
     assert raw.endswith("data: [DONE]\n\n")
 
 
+@pytest.mark.parametrize(
+    ("upstream", "status", "kind"), [(529, 503, "server_error"), (429, 429, "rate_limit_error")]
+)
+async def test_a_slow_upstream_error_before_claude_answers_keeps_its_status(
+    start_server: Any, mock: MockAnthropic, upstream: int, status: int, kind: str
+) -> None:
+    # The API fails after several keep-alive intervals (as after its own retries): no
+    # keep-alive went out before Claude began to answer, so the status is the error's.
+    server = await start_server(keepalive_interval=0.2)
+    mock.script(Reply.error(upstream, "overloaded_error", wait=1.0))
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    async with server.http() as http:
+        with trio.fail_after(30):
+            response = await http.post("/v1/chat/completions", json=body)
+    assert response.status_code == status
+    assert ": keep-alive" not in response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"]["type"] == kind
+
+
 async def test_a_system_prompt_past_the_argument_limit_reaches_claude(
     http: httpx.AsyncClient, mock: MockAnthropic
 ) -> None:

@@ -28,7 +28,8 @@ import tempfile
 from pathlib import Path
 
 import attrs
-from claude_agent_sdk import project_key_for_directory
+
+from wrapper.claude import project_key
 
 PRIVATE = 0o700
 
@@ -57,7 +58,7 @@ class Place:
     @property
     def project(self) -> Path:
         """Where the CLI keeps the transcripts of runs in this place."""
-        return self.config_dir / "projects" / project_key_for_directory(self.cwd)
+        return self.config_dir / "projects" / project_key(self.cwd)
 
     @property
     def system_prompt(self) -> Path:

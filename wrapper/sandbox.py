@@ -36,17 +36,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import claude_agent_sdk
-
+from wrapper.claude import BUNDLED_CLI
 from wrapper.config import SANDBOX_MODES
 
 log = logging.getLogger(__name__)
 
 # How often the launcher checks that the server is alive: an orphan lives at most this long.
 POLL_SECONDS = 0.5
-# The SDK's bundled CLI, used when CLAUDE_CLI_PATH names none.
-BUNDLED_CLI = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-
 SCRIPT = """#!/bin/sh
 # Written by wrapper.sandbox at start-up: starts Claude Code {how}, and kills it when the
 # server that started this script is gone.

@@ -28,7 +28,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from wrapper import hypercorn_fixes, places, sandbox
 from wrapper.app import App, Router
-from wrapper.claude import Backend
+from wrapper.claude.backend import Backend
 from wrapper.config import Config
 from wrapper.drain import Drain
 from wrapper.handlers import routes

@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import partial
 
 from wrapper.app import Route
-from wrapper.claude import Backend
+from wrapper.claude.backend import Backend
 from wrapper.config import Config
 from wrapper.drain import Drain
 from wrapper.handlers import chat, debug, health, models, sessions, status, tools

@@ -46,7 +46,7 @@ import trio
 
 from wrapper import errors, events, plan
 from wrapper.app import Request
-from wrapper.claude import Backend
+from wrapper.claude.backend import Backend
 from wrapper.completions import to_json
 from wrapper.config import Config
 from wrapper.convert import Parsed, parse

@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib.metadata import version
 
 from wrapper.app import Request
-from wrapper.claude import Backend
+from wrapper.claude.backend import Backend
 from wrapper.drain import Drain
 from wrapper.http import send_json, send_raw
 from wrapper.limits import RunGate
