@@ -103,22 +103,15 @@ class Completions:
             legacy=parsed.legacy,
         )
         deadline = trio.current_time() + config.timeout
-        if not parsed.request.stream:
-            answer, finished = await self.run(request, planned, deadline)
+        if parsed.request.stream:
+            options = parsed.request.stream_options
+            include_usage = bool(options and options.include_usage)
+            await self._stream(request, planned, encoder, deadline, include_usage)
+        else:
+            answer, finished = await self._run(request, planned, deadline)
             await _complete(request, encoder, answer, finished)
-            return
-        options = parsed.request.stream_options
-        include_usage = bool(options and options.include_usage)
-        await _stream(
-            request,
-            encoder,
-            include_usage,
-            deadline,
-            config.keepalive_interval,
-            lambda on_event: self.run(request, planned, deadline, on_event),
-        )
 
-    async def run(
+    async def _run(
         self, request: Request, planned: plan.Plan, deadline: float, on_event: OnEvent | None = None
     ) -> tuple[Answer, Finished]:
         """The planned run, in its place, in a run slot, under the request's ``deadline``
@@ -129,9 +122,9 @@ class Completions:
             async with self.placement.open(planned, request.tenant) as site:
                 async with (
                     _slot(self.gate, request),
-                    self.backend.run(site.turn, site.place) as events_,
+                    self.backend.run(site.turn, site.place) as run,
                 ):
-                    async for event in events_:
+                    async for event in run:
                         answer.add(event)
                         if isinstance(event, events.Failed):
                             raise event.error
@@ -150,6 +143,61 @@ class Completions:
                 "The server is shutting down; the run was stopped.", retry_after=5
             )
         raise errors.Timeout(f"Claude Code did not finish within {self.config.timeout:g} seconds.")
+
+    async def _stream(
+        self,
+        request: Request,
+        planned: plan.Plan,
+        encoder: ChatEncoder,
+        deadline: float,
+        include_usage: bool,
+    ) -> None:
+        """Each delta as a chunk as it comes; keep-alive comments during silences once Claude
+        answers; the final chunk (and usage) once the run is over and recorded."""
+        sse = SSEWriter(request.send, request.headers)
+        started = trio.current_time()
+        role_sent = False
+        failure: errors.WrapperError | None = None
+
+        async with trio.open_nursery() as nursery:
+
+            async def on_event(event: Event) -> None:
+                nonlocal role_sent
+                if isinstance(event, events.Began):  # keep-alives only once Claude answers
+                    nursery.start_soon(sse.keepalive, self.config.keepalive_interval, deadline)
+                    return
+                if isinstance(event, events.Restarted):  # what was sent cannot be taken back
+                    raise errors.UpstreamError(
+                        "The upstream stream broke after partial output and Claude Code"
+                        " answered again; the partial answer already sent is invalid.",
+                        code="stream_restarted",
+                    )
+                chunk = encoder.delta_chunk(event)
+                if chunk is None:
+                    return
+                if not role_sent:
+                    role_sent = True
+                    request.log["ttft"] = round(trio.current_time() - started, 6)
+                    await sse.event(to_json(encoder.role_chunk()))
+                await sse.event(to_json(chunk))
+
+            try:
+                answer, finished = await self._run(request, planned, deadline, on_event)
+            except errors.WrapperError as exc:  # raised outside the nursery: not a group
+                failure = exc
+            nursery.cancel_scope.cancel()  # the keep-alives
+        if failure is not None:
+            if not sse.started:  # nothing sent: the error keeps its status
+                raise failure
+            await sse.event(failure.envelope())
+            await sse.end()
+            return
+        if not role_sent:
+            await sse.event(to_json(encoder.role_chunk()))
+        await sse.event(to_json(encoder.final_chunk(finished, called=bool(answer.calls))))
+        if include_usage:
+            await sse.event(to_json(encoder.usage_chunk(finished)))
+        await sse.done()
 
 
 @asynccontextmanager
@@ -170,59 +218,3 @@ async def _complete(
     if finished.cost_usd is not None:
         headers["x-claude-cost-usd"] = f"{finished.cost_usd:.6f}"
     await send_json(request.send, 200, to_json(encoder.completion(answer, finished)), headers)
-
-
-async def _stream(
-    request: Request,
-    encoder: ChatEncoder,
-    include_usage: bool,
-    deadline: float,
-    keepalive: float,
-    run: Callable[[OnEvent], Awaitable[tuple[Answer, Finished]]],
-) -> None:
-    """Each delta as a chunk as it comes; keep-alive comments during silences once Claude
-    answers; the final chunk (and usage) once the run is over and recorded."""
-    sse = SSEWriter(request.send, request.headers)
-    started = trio.current_time()
-    role_sent = False
-    failure: errors.WrapperError | None = None
-
-    async with trio.open_nursery() as nursery:
-
-        async def on_event(event: Event) -> None:
-            nonlocal role_sent
-            if isinstance(event, events.Began):  # keep-alives only once Claude answers
-                nursery.start_soon(sse.keepalive, keepalive, deadline)
-                return
-            if isinstance(event, events.Restarted):  # what was sent cannot be taken back
-                raise errors.UpstreamError(
-                    "The upstream stream broke after partial output and Claude Code"
-                    " answered again; the partial answer already sent is invalid.",
-                    code="stream_restarted",
-                )
-            chunk = encoder.delta_chunk(event)
-            if chunk is None:
-                return
-            if not role_sent:
-                role_sent = True
-                request.log["ttft"] = round(trio.current_time() - started, 6)
-                await sse.event(to_json(encoder.role_chunk()))
-            await sse.event(to_json(chunk))
-
-        try:
-            answer, finished = await run(on_event)
-        except errors.WrapperError as exc:  # raised outside the nursery: not a group
-            failure = exc
-        nursery.cancel_scope.cancel()  # the keep-alives
-    if failure is not None:
-        if not sse.started:  # nothing sent: the error keeps its status
-            raise failure
-        await sse.event(failure.envelope())
-        await sse.end()
-        return
-    if not role_sent:
-        await sse.event(to_json(encoder.role_chunk()))
-    await sse.event(to_json(encoder.final_chunk(finished, called=bool(answer.calls))))
-    if include_usage:
-        await sse.event(to_json(encoder.usage_chunk(finished)))
-    await sse.done()
