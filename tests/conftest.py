@@ -66,6 +66,27 @@ async def wait_for_no_cli(within: float = 5.0) -> list[int]:
     return await settled(cli_processes, within)
 
 
+def check_envelope(
+    response: httpx.Response,
+    status: int,
+    *,
+    code: str | None,
+    param: str | None = None,
+    error_type: str = "invalid_request_error",
+) -> str:
+    """Assert ``response`` is exactly the OpenAI error envelope; return its message."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert list(body) == ["error"]
+    error = body["error"]
+    assert sorted(error) == ["code", "message", "param", "type"]
+    assert (error["type"], error["param"], error["code"]) == (error_type, param, code)
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    return str(error["message"])
+
+
 def transcripts(tmp_path: Path) -> list[Path]:
     """Transcripts the CLI left in the test's places (the server removes each run's) or in
     the test's HOME (where none may be: each run has a config dir of its own)."""

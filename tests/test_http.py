@@ -18,7 +18,7 @@ import openai
 import pytest
 import trio
 
-from tests.conftest import Server, cli_processes
+from tests.conftest import Server, check_envelope, cli_processes
 from tests.mock_anthropic import MockAnthropic
 
 MODEL = "claude-sonnet-4-5"
@@ -27,27 +27,6 @@ USER_HI = {"role": "user", "content": "hi"}
 JSON_TYPE = {"content-type": "application/json"}
 # What generated request ids look like: "req_" and 12 random bytes in hex.
 GENERATED_ID_LENGTH = len("req_") + 24
-
-
-def check_envelope(
-    response: httpx.Response,
-    status: int,
-    *,
-    code: str | None,
-    param: str | None = None,
-    error_type: str = "invalid_request_error",
-) -> str:
-    """Assert ``response`` is exactly the OpenAI error envelope; return its message."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error"]
-    error = body["error"]
-    assert sorted(error) == ["code", "message", "param", "type"]
-    assert (error["type"], error["param"], error["code"]) == (error_type, param, code)
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    return str(error["message"])
 
 
 def check_generated_id(response: httpx.Response) -> None:

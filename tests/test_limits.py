@@ -18,7 +18,7 @@ import trio.testing
 from tests.conftest import transcripts, wait_for_no_cli
 from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper.config import load
-from wrapper.errors import RateLimited, ServerBusy, TooManyRuns
+from wrapper.errors import RateLimited, ServerBusy, TooManyRuns, openai_envelope
 from wrapper.limits import RateLimiter, RunGate, client_address, parse_networks
 
 
@@ -39,8 +39,8 @@ def test_bucket_allows_burst_then_refills_by_arithmetic() -> None:
         limiter.check("chat", "a")
     assert caught.value.retry_after == 10
     assert caught.value.headers()["retry-after"] == "10"
-    assert caught.value.envelope()["error"]["retry_after"] == 10
-    assert caught.value.envelope()["error"]["code"] == "too_many_requests"
+    assert openai_envelope(caught.value)["error"]["retry_after"] == 10
+    assert openai_envelope(caught.value)["error"]["code"] == "too_many_requests"
     clock.now = 9.9
     with pytest.raises(RateLimited):
         limiter.check("chat", "a")

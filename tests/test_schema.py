@@ -532,7 +532,7 @@ def test_bad_request(request_body: dict[str, Any], param: str, words: str) -> No
     assert f"'{param}'" in caught.value.message
     assert words in caught.value.message
     assert caught.value.status == 400
-    assert caught.value.envelope()["error"]["type"] == "invalid_request_error"
+    assert caught.value.type == "invalid_request_error"
 
 
 @pytest.mark.parametrize(
@@ -823,7 +823,7 @@ def test_model_is_optional(request_body: dict[str, Any]) -> None:
 def test_caps_carry_openai_codes(request_body: dict[str, Any], code: str | None) -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse_chat_request(request_body)
-    assert caught.value.envelope()["error"]["code"] == code
+    assert caught.value.instance_code == code
 
 
 def test_caps_are_inclusive() -> None:
@@ -871,7 +871,7 @@ def test_free_form_values_nest_at_most_max_depth() -> None:
 def test_undecodable_bodies_are_invalid_json(raw: bytes, words: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         decode_chat_request(raw)
-    assert caught.value.envelope()["error"]["code"] == "invalid_json"
+    assert caught.value.instance_code == "invalid_json"
     assert words in caught.value.message
     assert caught.value.status == 400
 

@@ -9,6 +9,8 @@ Rules kept here:
   silence and never past the request's deadline (see wrapper.handlers.chat).
 - Writes to one response are serialized by a lock: the keep-alive task and the handler
   both write.
+- An error's body is what its front door renders (a ``Renderer`` of wrapper.errors): the
+  caller passes it, since only the caller knows which API the client speaks.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import trio
 
-from wrapper.errors import BodyTooLarge, RequestTimeout, WrapperError
+from wrapper.errors import BodyTooLarge, Renderer, RequestTimeout, WrapperError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -94,8 +96,10 @@ async def send_empty(send: Send, status: int, headers: dict[str, str]) -> None:
     await send_raw(send, status, b"", headers)
 
 
-async def send_error(send: Send, error: WrapperError, headers: dict[str, str]) -> None:
-    await send_json(send, error.status, error.envelope(), {**headers, **error.headers()})
+async def send_error(
+    send: Send, error: WrapperError, headers: dict[str, str], render: Renderer
+) -> None:
+    await send_json(send, error.status, render(error), {**headers, **error.headers()})
 
 
 class SSEWriter:

@@ -194,7 +194,7 @@ async def _stream(request: Request, chat: ChatRequest, run: _Run, head: ChunkHea
     if failure is not None:
         if not sse.started:
             raise failure
-        await sse.event(failure.envelope())
+        await sse.event(errors.openai_envelope(failure))
         await sse.end()
         return
     if not role_sent:

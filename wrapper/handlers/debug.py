@@ -17,7 +17,7 @@ async def inspect(request: Request) -> None:
         chat = decode_chat_request(request.body)
         turn = to_turn(chat, config.default_model)
     except errors.WrapperError as exc:
-        payload = {"valid": False, **exc.envelope()}
+        payload = {"valid": False, **errors.openai_envelope(exc)}
     else:
         payload = {
             "valid": True,
