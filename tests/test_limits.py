@@ -18,7 +18,13 @@ import trio.testing
 from tests.conftest import transcripts, wait_for_no_cli
 from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper.config import load
-from wrapper.errors import RateLimited, ServerBusy, TooManyRuns, openai_envelope
+from wrapper.errors import (
+    BUSY_RETRY_AFTER,
+    RateLimited,
+    ServerBusy,
+    TooManyRuns,
+    openai_envelope,
+)
 from wrapper.limits import RateLimiter, RunGate, client_address, parse_networks
 
 
@@ -187,7 +193,7 @@ async def test_run_cap_and_bounded_queue(start_server: Any, mock: MockAnthropic)
         statuses.append(response.status_code)
         if response.status_code == 503:
             assert response.json()["error"]["code"] == "server_busy"
-            assert response.headers["retry-after"] == "5"
+            assert response.headers["retry-after"] == str(BUSY_RETRY_AFTER)
 
     async with server.http() as http:
         with trio.fail_after(60):
@@ -306,7 +312,7 @@ async def test_a_client_over_its_cap_is_refused_while_others_get_slots() -> None
             assert (gate.running, dict(gate.clients)) == (2, {"greedy": 1, "other": 1})
             release.set()
     assert caught.value.status == 429
-    assert caught.value.headers()["retry-after"] == "5"
+    assert caught.value.headers()["retry-after"] == str(BUSY_RETRY_AFTER)
     assert gate.clients == {}
 
 
@@ -423,12 +429,12 @@ async def test_one_client_cannot_take_every_slot(start_server: Any, mock: MockAn
                 served = await http.post("/v1/chat/completions", json=CHAT, headers=modest)
             limited = await metric(http, "wrapper_rate_limited_total", headers=modest)
     assert (refused.status_code, served.status_code, statuses) == (429, 200, [200, 200])
-    assert refused.headers["retry-after"] == "5"
+    assert refused.headers["retry-after"] == str(BUSY_RETRY_AFTER)
     error = refused.json()["error"]
     assert (error["type"], error["code"], error["retry_after"]) == (
         "rate_limit_exceeded",
         "too_many_concurrent_runs",
-        5,
+        BUSY_RETRY_AFTER,
     )
     assert limited == 1  # counted as the server's own refusal, not upstream's
     first, _, modest_run = mock.messages

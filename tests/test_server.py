@@ -25,6 +25,7 @@ from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper import server as server_module
 from wrapper.app import App
 from wrapper.config import Config
+from wrapper.errors import SHUTDOWN_RETRY_AFTER
 from wrapper.server import build_app
 
 CHAT = {
@@ -307,4 +308,4 @@ async def test_draining_server_answers_open_connections(
     assert health.json()["status"] == "draining"
     assert chat.status_code == 503
     assert chat.json()["error"]["code"] == "shutting_down"
-    assert chat.headers["retry-after"] == "5"
+    assert chat.headers["retry-after"] == str(SHUTDOWN_RETRY_AFTER)

@@ -309,7 +309,9 @@ class App:
             render = route.render
             check_media_type(scope)
             if self.draining and not route.public:  # /health reports draining itself
-                raise errors.ShuttingDown("The server is shutting down.", retry_after=5)
+                raise errors.ShuttingDown(
+                    "The server is shutting down.", retry_after=errors.SHUTDOWN_RETRY_AFTER
+                )
             if self.config.api_keys and not route.public:
                 key = self._authenticate(scope, client)
                 # Bucket per key; a digest, so the table never holds key material.

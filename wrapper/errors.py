@@ -18,6 +18,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+# Retry hints (seconds, for Retry-After) where nothing measures the wait; upstream's are
+# in wrapper.upstream. A stopping server is most often being restarted (a deploy, a
+# crash: contrib/wrapper.service restarts it after 2 s) and listens about a second after
+# it starts. A full server frees a slot when a run ends, and runs take seconds.
+SHUTDOWN_RETRY_AFTER = 5
+BUSY_RETRY_AFTER = 5
+# Connections turn over far faster than runs, and refusing one costs one small write:
+# a retry each second finds the first free one.
+CONNECTIONS_RETRY_AFTER = 1
+
 
 class WrapperError(Exception):
     """Base class. Raised never directly; subclasses say which status they stand for."""

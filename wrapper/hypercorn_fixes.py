@@ -319,7 +319,7 @@ class TCPServer(hypercorn.trio.tcp_server.TCPServer):
         busy = errors.ServerBusy(
             f"The server has {limit} connections open, its limit; retry shortly.",
             code="too_many_connections",
-            retry_after=1,
+            retry_after=errors.CONNECTIONS_RETRY_AFTER,
         )
         headers, body = error_response(busy)
         head = b"HTTP/1.1 503 Service Unavailable\r\n"

@@ -138,7 +138,8 @@ async def _run(
             return outcome
     if stop.cancelled_caught and not timeout.cancelled_caught:
         raise errors.ShuttingDown(
-            "The server is shutting down; the run was stopped.", retry_after=5
+            "The server is shutting down; the run was stopped.",
+            retry_after=errors.SHUTDOWN_RETRY_AFTER,
         )
     raise errors.Timeout(f"Claude Code did not finish within {app.config.timeout:g} seconds.")
 
