@@ -52,6 +52,7 @@ from wrapper.config import Config
 from wrapper.continuation import Continuations
 from wrapper.guard import check_host, check_media_type
 from wrapper.http import (
+    SSE_CONTENT_TYPE,
     ClientGone,
     Receive,
     Scope,
@@ -247,7 +248,7 @@ class App:
             nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                if (b"content-type", b"text/event-stream; charset=utf-8") in message["headers"]:
+                if (b"content-type", SSE_CONTENT_TYPE.encode()) in message["headers"]:
                     streaming = True
                     self.streams_in_flight += 1
             elif scope["method"] == "HEAD":

@@ -28,6 +28,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
+# A streamed response's content type; wrapper.app counts the responses that carry it.
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+
 
 class ClientGone(Exception):
     """Raised when the client disconnected before its request body was read."""
@@ -103,12 +106,13 @@ async def send_error(
 
 
 class SSEWriter:
-    """A ``text/event-stream`` response: ``data:`` frames, comment keep-alives, then end."""
+    """A ``text/event-stream`` response: frames (``data:`` lines, named by an ``event:``
+    line when the API names its events), comment keep-alives, then end."""
 
     def __init__(self, send: Send, headers: dict[str, str]) -> None:
         self._send = send
         self._headers = {
-            "content-type": "text/event-stream; charset=utf-8",
+            "content-type": SSE_CONTENT_TYPE,
             "cache-control": "no-cache",
             # nginx buffers proxied responses unless told otherwise per response.
             "x-accel-buffering": "no",
@@ -132,8 +136,12 @@ class SSEWriter:
             await self._send({"type": "http.response.body", "body": data, "more_body": more})
             self.last_write = trio.current_time()
 
-    async def event(self, payload: Any) -> None:
-        await self._write(b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n")
+    async def event(self, payload: Any, name: str | None = None) -> None:
+        """One frame of ``payload`` as JSON; an ``event: name`` line first when named (the
+        Responses and Messages APIs name every event)."""
+        assert name is None or (name != "" and name.isprintable() and name.strip() == name), name
+        data = b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+        await self._write(data if name is None else f"event: {name}\n".encode() + data)
 
     async def done(self) -> None:
         await self._write(b"data: [DONE]\n\n", more=False)
