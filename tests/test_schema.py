@@ -37,7 +37,7 @@ from wrapper.schema import (
     decode_chat_request,
     parse_chat_request,
 )
-from wrapper.strict import MAX_DEPTH
+from wrapper.strict import MAX_DEPTH, decode_json
 from wrapper.unapplied import (
     Audio,
     JSONSchemaFormat,
@@ -866,6 +866,11 @@ def test_free_form_values_nest_at_most_max_depth() -> None:
         (b"[" * 100_000, "nests arrays and objects too deeply"),
         (b"[" * 1_000 + b"]" * 1_000, "nests arrays and objects too deeply"),
         (b'{"x": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_001, "too deeply"),
+        # Python makes these inf, which JSON cannot write back; wherever they sit.
+        (b'{"x": 1e999}', "the number 1e999 is out of range"),
+        (b'{"x": [-1.5E+400]}', "the number -1.5E+400 is out of range"),
+        (b'{"x": ' + b"9" * 400 + b".0}", "the number 99999999999999999999... is out of range"),
+        (b'{"x": ' + b"9" * 5_000 + b"}", "Exceeds the limit (4300 digits)"),
     ],
 )
 def test_undecodable_bodies_are_invalid_json(raw: bytes, words: str) -> None:
@@ -874,6 +879,11 @@ def test_undecodable_bodies_are_invalid_json(raw: bytes, words: str) -> None:
     assert caught.value.instance_code == "invalid_json"
     assert words in caught.value.message
     assert caught.value.status == 400
+
+
+def test_numbers_a_double_holds_are_decoded() -> None:
+    raw = b'{"x": [1e308, -1e308, 1e-999, 5e-324, 0.1], "y": ' + b"9" * 4_300 + b"}"
+    assert decode_json(raw) == {"x": [1e308, -1e308, 0.0, 5e-324, 0.1], "y": int("9" * 4_300)}
 
 
 def test_deep_unknown_fields_within_the_decoder_are_ignored() -> None:

@@ -1,11 +1,16 @@
-"""A strict cattrs converter: exact JSON types, and errors that name the bad field's path.
+"""Strict JSON in: the one decoder, a strict cattrs converter, and errors that name the
+bad field's path.
 
-``converter`` knows the JSON scalars, arrays and free-form objects; wrapper.schema adds
+``decode_json`` is the one JSON decoder for what clients send (a body, a call's
+arguments). ``converter`` knows the JSON scalars, arrays and free-form objects; wrapper.schema adds
 the hooks of the OpenAI shapes. ``to_invalid_request`` turns whatever structuring raised
 into one ``InvalidRequest`` whose ``param`` is the OpenAI-style path of the first bad
 field (``messages[0].content``).
 
 Rules kept here:
+- JSON is RFC 8259's: ``NaN`` and ``Infinity`` (which Python's json accepts) are refused,
+  and so is a number too large for a double (``1e999``, which Python makes ``inf``): no
+  value this server keeps or sends on is one JSON cannot write.
 - No value is coerced. A string is never a number, a number is never a string, a bool is
   never a number (and vice versa). The one widening OpenAI itself allows is an integer
   where a float is expected (``"temperature": 1``).
@@ -20,6 +25,9 @@ Rules kept here:
 
 from __future__ import annotations
 
+import json
+import math
+import sys
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
@@ -37,6 +45,41 @@ T = TypeVar("T")
 # schemas nest a few levels (OpenAI's strict mode allows 10 schema levels, ~20 of these),
 # and it stays far below CPython's recursion limit of 1,000.
 MAX_DEPTH = 128
+
+
+class NotJSON(ValueError):
+    """Raised by ``decode_json`` when a text is not JSON; the message says why."""
+
+
+class TooDeep(NotJSON):
+    """Raised by ``decode_json`` when a text nests deeper than CPython's decoder can go."""
+
+
+def decode_json(text: str | bytes) -> object:
+    """``text`` decoded as strict JSON (bytes as UTF-8, -16 or -32, as RFC 8259 allows).
+    Raises ``NotJSON`` for invalid JSON, bad UTF-8, an integer over 4,300 digits (Python's
+    cap), NaN, Infinity or a number out of a double's range; ``TooDeep`` past the decoder's
+    depth, never a ``RecursionError``."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite)
+    except RecursionError as exc:
+        # CPython's decoder spends a stack frame per array or object it is inside, up to
+        # the recursion limit (1,000, less the caller's frames).
+        raise TooDeep(f"the limit is about {sys.getrecursionlimit()} levels") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, a too long integer
+        raise NotJSON(str(exc)) from exc
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        shown = text if len(text) <= 20 else f"{text[:20]}..."
+        raise ValueError(f"the number {shown} is out of range (a double's: about 1.8e308)")
+    return number
 
 
 @attrs.define(auto_exc=True)
