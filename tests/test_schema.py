@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from wrapper import completions, schema, strict, unapplied
 from wrapper.completions import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -37,7 +38,7 @@ from wrapper.schema import (
     decode_chat_request,
     parse_chat_request,
 )
-from wrapper.strict import MAX_DEPTH, decode_json
+from wrapper.strict import MAX_DEPTH, StrictConverter, decode_json
 from wrapper.unapplied import (
     Audio,
     JSONSchemaFormat,
@@ -889,3 +890,22 @@ def test_numbers_a_double_holds_are_decoded() -> None:
 def test_deep_unknown_fields_within_the_decoder_are_ignored() -> None:
     raw = b'{"messages": [{"role": "user", "content": "hi"}], "x": ' + b"[" * 500 + b"]" * 500
     assert decode_chat_request(raw + b"}").messages == [Message(role="user", content="hi")]
+
+
+# --- the converters ------------------------------------------------------------------
+
+
+def test_each_schema_module_has_a_converter_of_its_own() -> None:
+    # None shared, so none is changed by another module's import, in whatever order.
+    mine = [schema.converter, unapplied.converter, completions.converter]
+    assert len({id(c) for c in mine}) == len(mine)
+    assert not hasattr(strict, "converter")
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [("1", int), (1, str), (1, bool), ("ab", list[str]), ({"a": 1}, list[str])]
+)
+def test_a_new_strict_converter_is_strict_by_itself(value: object, kind: Any) -> None:
+    # The JSON rules come with the class, not with some module's import.
+    with pytest.raises(strict.Refused):
+        StrictConverter().structure(value, kind)

@@ -1,8 +1,10 @@
 """OpenAI chat request shapes as attrs classes, and their converter hooks (the response
 shapes are in wrapper.completions).
 
-``parse_chat_request`` structures a decoded body into a frozen ``ChatRequest`` with the
-strict converter of wrapper.strict.
+``parse_chat_request`` structures a decoded body into a frozen ``ChatRequest`` with
+``converter``, this module's own ``StrictConverter`` (wrapper.strict), which holds the
+hooks of these shapes and no others (the unapplied fields' shapes are structured by
+wrapper.unapplied's converter).
 
 Rules kept here:
 - Strict about what is wrong: no value is coerced. A string is never a number, a number
@@ -32,19 +34,15 @@ from typing import TypeVar
 import attrs
 from cattrs.gen import override
 
+from wrapper import unapplied
 from wrapper.errors import InvalidRequest
 from wrapper.strict import (
     NotJSON,
     Refused,
+    StrictConverter,
     TooDeep,
-    at_most,
-    between,
-    converter,
     decode_json,
     json_name,
-    object_hook,
-    short_str,
-    str_or_list,
     string_map,
     to_invalid_request,
     wrong_type,
@@ -230,6 +228,8 @@ class ChatRequest:
 
 # --- the converter: the hooks these shapes need --------------------------------------
 
+converter = StrictConverter()
+
 
 def _structure_part(value: object, _: object) -> ContentPart:
     if type(value) is not dict:
@@ -265,7 +265,7 @@ def _structure_message(value: object, _: object) -> Message:
     return message
 
 
-_messages = at_most(list[Message], MAX_MESSAGES)
+_messages = converter.at_most(list[Message], MAX_MESSAGES)
 
 
 def _structure_messages(value: object, _: object) -> list[Message]:
@@ -304,6 +304,16 @@ def _structure_n(value: object, _: object) -> object:
 # A predicate, not a class hook: a union of attrs classes would go to cattrs' key-based
 # disambiguator first.
 converter.register_structure_hook_func(lambda t: t == ContentPart, _structure_part)
+for _shape in (
+    Audio,
+    MessageAudio,
+    Moderation,
+    Prediction,
+    PromptCacheOptions,
+    ResponseFormat,
+    WebSearchOptions,
+):
+    converter.register_structure_hook(_shape, unapplied.converter.structure)
 # Leaves first: make_dict_structure_fn looks up each field's hook when it is called.
 for _cl in (
     TextPart,
@@ -316,44 +326,46 @@ for _cl in (
     FunctionName,
     NamedToolChoice,
 ):
-    converter.register_structure_hook(_cl, object_hook(_cl))
-_structure_message_fields = object_hook(
+    converter.register_structure_hook(_cl, converter.object_hook(_cl))
+_structure_message_fields = converter.object_hook(
     Message,
     role=override(struct_hook=_structure_role),
     content=override(
-        struct_hook=str_or_list(list[ContentPart], "a string or a list of content parts", MAX_PARTS)
+        struct_hook=converter.str_or_list(
+            list[ContentPart], "a string or a list of content parts", MAX_PARTS
+        )
     ),
 )
 converter.register_structure_hook(Message, _structure_message)
 converter.register_structure_hook(
     ChatRequest,
-    object_hook(
+    converter.object_hook(
         ChatRequest,
         messages=override(struct_hook=_structure_messages),
-        model=override(struct_hook=short_str(MAX_MODEL_CHARS)),
+        model=override(struct_hook=converter.short_str(MAX_MODEL_CHARS)),
         n=override(struct_hook=_structure_n),
         stop=override(
-            struct_hook=str_or_list(list[str], "a string or a list of strings", MAX_STOP)
+            struct_hook=converter.str_or_list(list[str], "a string or a list of strings", MAX_STOP)
         ),
-        tools=override(struct_hook=at_most(list[ToolDefinition], MAX_TOOLS)),
-        functions=override(struct_hook=at_most(list[FunctionDefinition], MAX_TOOLS)),
-        allowed_tools=override(struct_hook=at_most(list[str], MAX_TOOLS)),
-        disallowed_tools=override(struct_hook=at_most(list[str], MAX_TOOLS)),
+        tools=override(struct_hook=converter.at_most(list[ToolDefinition], MAX_TOOLS)),
+        functions=override(struct_hook=converter.at_most(list[FunctionDefinition], MAX_TOOLS)),
+        allowed_tools=override(struct_hook=converter.at_most(list[str], MAX_TOOLS)),
+        disallowed_tools=override(struct_hook=converter.at_most(list[str], MAX_TOOLS)),
         tool_choice=override(struct_hook=_one_of(TOOL_CHOICES, NamedToolChoice)),
         function_call=override(struct_hook=_one_of(FUNCTION_CALLS, FunctionName)),
         # OpenAI's ranges, from its reference.
-        temperature=override(struct_hook=between(0, 2)),
-        top_p=override(struct_hook=between(0, 1)),
-        frequency_penalty=override(struct_hook=between(-2, 2)),
-        presence_penalty=override(struct_hook=between(-2, 2)),
-        top_logprobs=override(struct_hook=between(0, 20, int)),
-        logit_bias=override(struct_hook=string_map(between(-100, 100, int))),
+        temperature=override(struct_hook=converter.between(0, 2)),
+        top_p=override(struct_hook=converter.between(0, 1)),
+        frequency_penalty=override(struct_hook=converter.between(-2, 2)),
+        presence_penalty=override(struct_hook=converter.between(-2, 2)),
+        top_logprobs=override(struct_hook=converter.between(0, 20, int)),
+        logit_bias=override(struct_hook=string_map(converter.between(-100, 100, int))),
         metadata=override(
             struct_hook=string_map(
-                short_str(MAX_METADATA_VALUE), MAX_METADATA_PAIRS, MAX_METADATA_KEY
+                converter.short_str(MAX_METADATA_VALUE), MAX_METADATA_PAIRS, MAX_METADATA_KEY
             )
         ),
-        safety_identifier=override(struct_hook=short_str(MAX_SAFETY_IDENTIFIER)),
+        safety_identifier=override(struct_hook=converter.short_str(MAX_SAFETY_IDENTIFIER)),
     ),
 )
 
