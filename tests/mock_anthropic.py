@@ -141,6 +141,16 @@ class Recorded:
             if isinstance(b, dict) and b.get("type") == kind
         ]
 
+    def tool_result(self, tool_use_id: str) -> tuple[str, bool]:
+        """The content of the tool_result answering ``tool_use_id``, and its is_error flag."""
+        for _, block in self.blocks("tool_result"):
+            if block["tool_use_id"] == tool_use_id:
+                content = block["content"]
+                if isinstance(content, list):
+                    content = "\n".join(c.get("text", "") for c in content)
+                return str(content), bool(block.get("is_error"))
+        raise AssertionError(f"no tool_result for {tool_use_id}")
+
 
 def _text_of(content: Any) -> str:
     if isinstance(content, str):

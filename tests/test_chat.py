@@ -13,11 +13,9 @@ import pytest
 import trio
 from openai import AsyncOpenAI
 
-from tests.conftest import Server, settled, transcripts
+from tests.conftest import MODEL, Server, settled, transcripts
 from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper.places import UnsafeDirectory
-
-MODEL = "claude-sonnet-4-5"
 
 
 async def test_non_streaming_answer(client: AsyncOpenAI, mock: MockAnthropic) -> None:

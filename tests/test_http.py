@@ -18,10 +18,9 @@ import openai
 import pytest
 import trio
 
-from tests.conftest import Server, check_envelope, cli_processes
+from tests.conftest import MODEL, Server, check_envelope, cli_processes
 from tests.mock_anthropic import MockAnthropic
 
-MODEL = "claude-sonnet-4-5"
 USER_HI = {"role": "user", "content": "hi"}
 # What every body here is declared as (anything else is a 415: see tests/test_guard.py).
 JSON_TYPE = {"content-type": "application/json"}

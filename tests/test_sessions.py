@@ -3,7 +3,6 @@ new turn; Claude gets the earlier ones as real messages, from the resumed transc
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -12,55 +11,19 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import Server, settled, transcripts
-from tests.mock_anthropic import MockAnthropic, Recorded, Reply, ToolUse
-from tests.test_server import wrapper_process
+from tests.conftest import MODEL, Server, settled, transcripts, wrapper_process
+from tests.conversations import (
+    GREETING,
+    NAME,
+    QUESTION,
+    ask,
+    ask_streamed,
+    chat,
+    history,
+    holds_first_turn,
+)
+from tests.mock_anthropic import MockAnthropic, Reply, ToolUse
 from wrapper.config import load
-
-MODEL = "claude-sonnet-4-5"
-NAME = "My name is Ada."
-GREETING = "Nice to meet you, Ada."
-QUESTION = "What is my name?"
-
-
-def chat(text: str, session: str | None = "s1", **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": text}]}
-    if session is not None:
-        body["session_id"] = session
-    return {**body, **extra}
-
-
-async def ask(http: httpx.AsyncClient, body: dict[str, Any], **kw: Any) -> httpx.Response:
-    with trio.fail_after(30):
-        return await http.post("/v1/chat/completions", json=body, **kw)
-
-
-async def ask_streamed(http: httpx.AsyncClient, body: dict[str, Any]) -> str:
-    text = ""
-    with trio.fail_after(30):
-        async with http.stream(
-            "POST", "/v1/chat/completions", json={**body, "stream": True}
-        ) as response:
-            assert response.status_code == 200
-            async for line in response.aiter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    choices = json.loads(line.removeprefix("data: "))["choices"]
-                    text += (choices[0]["delta"].get("content") or "") if choices else ""
-    return text
-
-
-def holds_first_turn(sent: Recorded, question: str = QUESTION) -> bool:
-    """Turn 1 arrived as real prior messages (user, then assistant), not a rendered prompt."""
-    turns = sent.turns
-    return (
-        len(turns) >= 3
-        and turns[0][0] == "user"
-        and turns[0][1].endswith(NAME)
-        and turns[1] == ("assistant", GREETING)
-        and turns[-1][0] == "user"
-        and turns[-1][1].endswith(question)
-        and "<conversation_history>" not in sent.all_text
-    )
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -281,12 +244,6 @@ def test_session_ttl_setting() -> None:
 
 
 # Automatic continuation: stateless clients that resend their history.
-
-
-def history(*texts: str) -> dict[str, Any]:
-    roles = ("user", "assistant")
-    messages = [{"role": roles[i % 2], "content": t} for i, t in enumerate(texts)]
-    return {"model": MODEL, "messages": [{"role": "system", "content": "Be brief."}, *messages]}
 
 
 @pytest.mark.parametrize("stream", [False, True])

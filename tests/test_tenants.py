@@ -15,8 +15,7 @@ import pytest
 import trio
 
 from tests.conftest import Server, transcripts
-from tests.mock_anthropic import MockAnthropic, Reply
-from tests.test_sessions import (
+from tests.conversations import (
     GREETING,
     NAME,
     QUESTION,
@@ -26,6 +25,7 @@ from tests.test_sessions import (
     history,
     holds_first_turn,
 )
+from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper.config import load
 from wrapper.session_store import DB_NAME, NO_KEY_TENANT, SCHEMA_VERSION, Store, TurnRecord
 
