@@ -268,9 +268,6 @@ def make_config(mock: MockAnthropic, tmp_path: Path) -> Callable[..., Config]:
             "claude_env": offline_env(mock.url, tmp_path / "home"),
             "shutdown_grace": 2.0,
             "state_dir": tmp_path / "state",
-            # Tests of stateless runs expect them to leave nothing behind (test_sessions
-            # turns it on).
-            "session_auto_continue": False,
         }
         return Config(**{**base, **overrides})
 

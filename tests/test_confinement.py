@@ -68,6 +68,7 @@ async def test_the_cli_inherits_only_what_it_needs(mock: MockAnthropic, tmp_path
         "API_KEYS": KEY,
         "NOTIFY_SOCKET": str(tmp_path / "no-systemd"),
         "SANDBOX": "off",
+        # A stateless run's place is run-* (a continued conversation's is under chains/).
         "SESSION_AUTO_CONTINUE": "false",
     }
     async with (

@@ -250,7 +250,7 @@ def test_session_ttl_setting() -> None:
 async def test_a_stateless_conversation_continues_its_claude_session(
     start_server: Any, mock: MockAnthropic, tmp_path: Path, stream: bool
 ) -> None:
-    server = await start_server(session_auto_continue=True)
+    server = await start_server()
     mock.script(Reply.text(GREETING), Reply.text("Ada."), Reply.text("Still Ada."))
     async with server.http() as http:
         if stream:
@@ -270,7 +270,7 @@ async def test_a_stateless_conversation_continues_its_claude_session(
 
 
 async def test_diverging_history_is_never_continued(start_server: Any, mock: MockAnthropic) -> None:
-    server = await start_server(session_auto_continue=True)
+    server = await start_server()
     mock.script(Reply.text(GREETING), Reply.text("one"), Reply.text("two"), Reply.text("three"))
     async with server.http() as http:
         await ask(http, history(NAME))
@@ -288,8 +288,10 @@ async def test_diverging_history_is_never_continued(start_server: Any, mock: Moc
 
 
 async def test_auto_continuation_can_be_turned_off(
-    server: Server, mock: MockAnthropic, tmp_path: Path
+    start_server: Any, mock: MockAnthropic, tmp_path: Path
 ) -> None:
+    # Off: the history is rendered every time, and nothing is kept for it.
+    server: Server = await start_server(session_auto_continue=False)
     mock.script(Reply.text(GREETING), Reply.text("Ada."))
     async with server.http() as http:
         await ask(http, history(NAME))
@@ -304,7 +306,7 @@ async def test_auto_continuation_can_be_turned_off(
 async def test_continuation_transcripts_expire(
     start_server: Any, mock: MockAnthropic, tmp_path: Path
 ) -> None:
-    server = await start_server(session_auto_continue=True, session_ttl=0.5)
+    server = await start_server(session_ttl=0.5)
     async with server.http() as http:
         await ask(http, history(NAME))
     assert await settled(lambda: transcripts(tmp_path)) == []
