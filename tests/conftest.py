@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -199,6 +200,18 @@ async def stream_raw(http: httpx.AsyncClient, body: dict[str, Any]) -> list[Any]
             raw = (await r.aread()).decode()
     assert r.status_code == 200, raw
     return sse_frames(raw)
+
+
+def sample(text: str, line: str) -> float:
+    """The value of the metric ``line`` (a name and its labels) in Prometheus ``text``."""
+    match = re.search(rf"^{re.escape(line)} (\S+)$", text, re.MULTILINE)
+    assert match, f"{line} not in metrics"
+    return float(match[1])
+
+
+async def metric(http: httpx.AsyncClient, line: str, **kw: Any) -> float:
+    """``line``'s value in the server's ``/metrics`` now (the scrape counts as a request)."""
+    return sample((await http.get("/metrics", **kw)).text, line)
 
 
 # --- the server -----------------------------------------------------------------------

@@ -8,7 +8,9 @@ can prove that a disconnect reached the upstream stream.
 
 Rules it keeps:
 - Replies are deterministic: the text is split into the given chunks, sent one SSE event
-  each, with an optional delay between them (to prove streaming is not buffered).
+  each, with an optional delay between them (to prove streaming is not buffered). A reply
+  may be held open before its end until a test sets its ``hold`` event, so a test can act
+  while an answer is surely in progress rather than guess how long one takes.
 - A reply may also call tools (``Reply.tool_calls``): each ``tool_use`` block follows the
   text, its input streamed as ``input_json_delta`` fragments, and ``stop_reason`` is
   ``tool_use``, as the API does.
@@ -69,6 +71,8 @@ class Reply:
     # (text chunks, then argument fragments).
     fail_after: int | None = None
     tool_uses: tuple[ToolUse, ...] = ()
+    # Set by the test: the answer ends (message_delta, message_stop) only once it is.
+    hold: trio.Event | None = None
 
     @classmethod
     def text(cls, text: str, *, pieces: int = 1, delay: float = 0.0, **kw: Any) -> Reply:
@@ -98,6 +102,8 @@ class Recorded:
     started: float = 0.0
     finished: float | None = None
     aborted_at: float | None = None
+    # Content deltas sent so far (text chunks, then argument fragments).
+    deltas: int = 0
 
     @property
     def system_text(self) -> str:
@@ -264,6 +270,8 @@ def _message(reply: Reply, record: Recorded) -> dict[str, Any]:
 
 async def _send_message(send: Send, reply: Reply, record: Recorded) -> None:
     """A non-streaming answer (the CLI falls back to one after some stream failures)."""
+    if reply.hold is not None:
+        await reply.hold.wait()
     message = _message(reply, record)
     message["content"] = [{"type": "text", "text": "".join(reply.chunks)}] if reply.chunks else []
     message["content"] += [
@@ -298,10 +306,9 @@ async def _send_stream(send: Send, reply: Reply, record: Recorded) -> None:
         blocks.append(
             ({"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}, json_deltas)
         )
-    sent = 0
     for index, (block, deltas) in enumerate(blocks):
         for position, delta in enumerate(deltas):
-            if sent == reply.fail_after:
+            if record.deltas == reply.fail_after:
                 # Failing at a block's first delta fails before the block starts.
                 error = {"type": "overloaded_error", "message": "Overloaded"}
                 await emit({"type": "error", "error": error})
@@ -314,8 +321,10 @@ async def _send_stream(send: Send, reply: Reply, record: Recorded) -> None:
             if reply.delay:
                 await trio.sleep(reply.delay)
             await emit({"type": "content_block_delta", "index": index, "delta": delta})
-            sent += 1
+            record.deltas += 1
         await emit({"type": "content_block_stop", "index": index})
+    if reply.hold is not None:
+        await reply.hold.wait()
     await emit(
         {
             "type": "message_delta",

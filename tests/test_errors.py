@@ -123,8 +123,9 @@ async def test_timeout_non_streaming(start_server: Any, mock: MockAnthropic) -> 
 
 
 async def test_timeout_mid_stream_is_a_frame(start_server: Any, mock: MockAnthropic) -> None:
-    server = await start_server(timeout=1.5)
-    mock.script(Reply.text("abcdefghij", pieces=10, delay=0.4))
+    # The answer starts, then stalls (held, never released) until the deadline.
+    server = await start_server(timeout=3.0)
+    mock.script(Reply.text("abcdefghij", pieces=10, hold=trio.Event()))
     async with server.http() as http:
         with trio.fail_after(30):
             async with http.stream(

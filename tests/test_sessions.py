@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import MODEL, Server, settled, transcripts, wrapper_process
+from tests.conftest import MODEL, Server, metric, settled, transcripts, wrapper_process
 from tests.conversations import (
     GREETING,
     NAME,
@@ -130,8 +130,9 @@ async def test_expired_sessions_are_reaped(
 
 
 async def test_turns_of_one_session_are_ordered(server: Server, mock: MockAnthropic) -> None:
-    # The first answer takes ~1 s; the second request, sent meanwhile, waits for it.
-    mock.script(Reply.text(GREETING, pieces=5, delay=0.2), Reply.text("Ada."))
+    # The first answer is held until the second request is in; that one waits for it.
+    release = trio.Event()
+    mock.script(Reply.text(GREETING, hold=release), Reply.text("Ada."))
     answers: dict[str, str] = {}
     async with server.http() as http:
 
@@ -141,8 +142,12 @@ async def test_turns_of_one_session_are_ordered(server: Server, mock: MockAnthro
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(send, NAME)
-            await trio.sleep(0.3)
+            await mock.request_arrived.wait()  # the first turn runs, holding the session
             nursery.start_soon(send, QUESTION)
+            # Both in the server (and the scrape): the second waits for the first.
+            while await metric(http, "wrapper_active_requests") < 3:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+            release.set()
         details = (await http.get("/v1/sessions/s1")).json()
     assert answers == {NAME: GREETING, QUESTION: "Ada."}
     assert holds_first_turn(mock.messages[1])

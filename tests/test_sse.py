@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import pytest
 import trio
 
-from tests.conftest import Server
+from tests.conftest import Server, metric
 from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper.http import SSE_CONTENT_TYPE, Message, SSEWriter
 
@@ -74,23 +71,18 @@ async def test_a_name_that_would_break_the_framing_is_a_bug(name: str) -> None:
 
 
 async def test_a_stream_in_flight_is_counted(server: Server, mock: MockAnthropic) -> None:
-    mock.default = Reply.text("slow", pieces=4, delay=0.5)
+    release = trio.Event()  # the answer ends once the count is read
+    mock.script(Reply.text("held", hold=release))
     chat = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
-
-    async def streams(http: Any) -> float:
-        text = (await http.get("/metrics")).text
-        match = re.search(r"^wrapper_active_streams (\S+)$", text, re.MULTILINE)
-        assert match, text
-        return float(match[1])
-
-    during: list[float] = []
+    during = None
     async with server.http() as http:
         with trio.fail_after(30):
             async with http.stream("POST", "/v1/chat/completions", json=chat) as response:
                 async for line in response.aiter_lines():
-                    if line.startswith("data: {") and not during:  # 2 s before the end
-                        during.append(await streams(http))
+                    if line.startswith("data: {") and not release.is_set():
+                        during = await metric(http, "wrapper_active_streams")
+                        release.set()
             # Counted off once the response is out, maybe after the client has it all.
-            while await streams(http):  # noqa: ASYNC110 - nothing to wait on but the count
+            while await metric(http, "wrapper_active_streams"):  # noqa: ASYNC110
                 await trio.sleep(0.01)
-    assert during == [1]
+    assert during == 1
