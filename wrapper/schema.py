@@ -304,16 +304,10 @@ def _structure_n(value: object, _: object) -> object:
 # A predicate, not a class hook: a union of attrs classes would go to cattrs' key-based
 # disambiguator first.
 converter.register_structure_hook_func(lambda t: t == ContentPart, _structure_part)
-for _shape in (
-    Audio,
-    MessageAudio,
-    Moderation,
-    Prediction,
-    PromptCacheOptions,
-    ResponseFormat,
-    WebSearchOptions,
-):
-    converter.register_structure_hook(_shape, unapplied.converter.structure)
+# The unapplied fields' shapes: wrapper.unapplied's, structured by its converter.
+converter.register_structure_hook_func(
+    lambda t: getattr(t, "__module__", None) == unapplied.__name__, unapplied.converter.structure
+)
 # Leaves first: make_dict_structure_fn looks up each field's hook when it is called.
 for _cl in (
     TextPart,
