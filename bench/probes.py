@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import trio
 
-from tests import raw_http
+from tests import conftest, raw_http
 
 # How often the sampler reads memory: fine enough to catch a CLI's start-up peak.
 SAMPLE_SECONDS = 0.05
@@ -27,31 +27,6 @@ def _pids() -> Iterator[int]:
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             yield int(entry.name)
-
-
-def processes_in(root: Path) -> list[int]:
-    """Every process (CLI, launcher, sandbox, shell) working anywhere below ``root``."""
-    found = []
-    for pid in _pids():
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if cwd == str(root) or cwd.startswith(f"{root}/"):
-            found.append(pid)
-    return found
-
-
-def clis(root: Path) -> list[int]:
-    """The Claude Code CLIs among ``processes_in(root)``."""
-    found = []
-    for pid in processes_in(root):
-        try:
-            if Path(os.readlink(f"/proc/{pid}/exe")).name == "claude":
-                found.append(pid)
-        except OSError:
-            continue
-    return found
 
 
 def children(pid: int) -> list[int]:
@@ -129,22 +104,11 @@ def places(runs: Path) -> list[Path]:
     return found + (list(sessions.iterdir()) if sessions.is_dir() else [])
 
 
-def transcripts(root: Path) -> list[Path]:
-    found = []
-    for base in (root / "home" / ".claude" / "projects", root / "runs"):
-        for directory, _, files in os.walk(base):
-            found += [Path(directory) / f for f in files if f.endswith(".jsonl")]
-    return found
-
-
 async def settled(probe: Any, within: float) -> tuple[list[Any], float]:
-    """Poll ``probe`` until it finds nothing or ``within`` seconds pass: what it last found,
-    and how long that took."""
+    """``tests.conftest.settled``: what ``probe`` last found, and how long it took."""
     start = trio.current_time()
-    with trio.move_on_after(within):
-        while probe():  # noqa: ASYNC110 - /proc has no event to wait on
-            await trio.sleep(0.02)
-    return probe(), round(trio.current_time() - start, 3)
+    found = await conftest.settled(probe, within)
+    return found, round(trio.current_time() - start, 3)
 
 
 def percentiles(samples: list[float], scale: float = 1000.0) -> dict[str, float | None]:

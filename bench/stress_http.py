@@ -25,21 +25,19 @@ from bench.harness import server_process
 from bench.probes import (
     Sampler,
     chat,
-    clis,
     health,
     is_envelope,
     mb,
     memory_kb,
     open_fds,
     percentiles,
-    processes_in,
     request,
     settled,
 )
 from bench.stress_runs import MODEL, body, stream_outcome
 from tests import raw_http
+from tests.conftest import processes_in, processes_under
 from tests.mock_anthropic import MockAnthropic, Reply
-from tests.test_framing import mutate
 
 # 10,000 chunks 0.1 s apart: holds the fuzz server's only run slot for the whole fuzz.
 HOLD = Reply.text("h" * 10_000, pieces=10_000, delay=0.1)
@@ -248,7 +246,7 @@ async def fuzz(
             results["bodies_per_s"] = round(bodies / (trio.current_time() - start))
             for name, make, count in [
                 ("headers", fuzz_headers, headers),
-                ("framing", lambda r: mutate(r, r.choice(FRAMING_BASES)), framing),
+                ("framing", lambda r: raw_http.mutate(r, r.choice(FRAMING_BASES)), framing),
                 ("session_ids", fuzz_session, sessions),
             ]:
                 results[name] = await fuzz_raw(server.url, [make(rng) for _ in range(count)])
@@ -474,7 +472,7 @@ async def slow_reader(root: Path, answer_mb: int, seconds: float) -> dict[str, A
                         read += len(chunk)
                         await trio.sleep(0.1)
             upstream_done = bool(mock.messages) and mock.messages[0].finished is not None
-            _, cli_gone_s = await settled(lambda: clis(root), 15)
+            _, cli_gone_s = await settled(lambda: processes_under(root), 15)
             left, _ = await settled(lambda: processes_in(root / "runs"), 1)
             alive = server.process.poll() is None
         nursery.cancel_scope.cancel()

@@ -23,17 +23,15 @@ from bench.harness import FaultyMock, server_process
 from bench.probes import (
     Sampler,
     chat,
-    clis,
     health,
     mb,
     memory_kb,
     percentiles,
     places,
-    processes_in,
     settled,
-    transcripts,
 )
 from tests import raw_http
+from tests.conftest import processes_in, processes_under, transcripts
 from tests.mock_anthropic import MockAnthropic, Recorded, Reply
 from wrapper.claude import BUNDLED_CLI
 
@@ -219,7 +217,7 @@ async def sigterm(root: Path, streams: int, queued: int) -> dict[str, Any]:
                     for n in range(streams, streams + queued):
                         clients.start_soon(one, n)
                     await trio.sleep(0.5)  # the queued ones reach the gate
-                    running = len(clis(root))
+                    running = len(processes_under(root))
                     server.process.send_signal(signal.SIGTERM)
                     signalled = trio.current_time()
                     code = await server.process.wait()
@@ -262,7 +260,7 @@ async def kill_9(root: Path, sessions: int) -> dict[str, Any]:
                         payload = body(f"{s} turn 2", session_id=s, stream=True)
                         clients.start_soon(stream_outcome, server.url, payload, got)
                     await until(lambda: all(len(f) >= 2 for f in frames), 45)
-                    running = len(clis(root))
+                    running = len(processes_under(root))
                     server.process.send_signal(signal.SIGKILL)
                     killed = trio.current_time()
                     await server.process.wait()

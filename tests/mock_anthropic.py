@@ -8,7 +8,9 @@ can prove that a disconnect reached the upstream stream.
 
 Rules it keeps:
 - Replies are deterministic: the text is split into the given chunks, sent one SSE event
-  each, with an optional delay between them (to prove streaming is not buffered).
+  each, with an optional delay between them (to prove streaming is not buffered). A reply
+  may be held open before its end until a test sets its ``hold`` event, so a test can act
+  while an answer is surely in progress rather than guess how long one takes.
 - A reply may also call tools (``Reply.tool_calls``): each ``tool_use`` block follows the
   text, its input streamed as ``input_json_delta`` fragments, and ``stop_reason`` is
   ``tool_use``, as the API does.
@@ -71,6 +73,8 @@ class Reply:
     tool_uses: tuple[ToolUse, ...] = ()
     # Seconds before the answer (its status) starts: a slow API, or one that fails slowly.
     wait: float = 0.0
+    # Set by the test: the answer ends (message_delta, message_stop) only once it is.
+    hold: trio.Event | None = None
 
     @classmethod
     def text(cls, text: str, *, pieces: int = 1, delay: float = 0.0, **kw: Any) -> Reply:
@@ -100,6 +104,8 @@ class Recorded:
     started: float = 0.0
     finished: float | None = None
     aborted_at: float | None = None
+    # Content deltas sent so far (text chunks, then argument fragments).
+    deltas: int = 0
 
     @property
     def system_text(self) -> str:
@@ -142,6 +148,16 @@ class Recorded:
             for b in m["content"]
             if isinstance(b, dict) and b.get("type") == kind
         ]
+
+    def tool_result(self, tool_use_id: str) -> tuple[str, bool]:
+        """The content of the tool_result answering ``tool_use_id``, and its is_error flag."""
+        for _, block in self.blocks("tool_result"):
+            if block["tool_use_id"] == tool_use_id:
+                content = block["content"]
+                if isinstance(content, list):
+                    content = "\n".join(c.get("text", "") for c in content)
+                return str(content), bool(block.get("is_error"))
+        raise AssertionError(f"no tool_result for {tool_use_id}")
 
 
 def _text_of(content: Any) -> str:
@@ -257,6 +273,8 @@ def _message(reply: Reply, record: Recorded) -> dict[str, Any]:
 
 async def _send_message(send: Send, reply: Reply, record: Recorded) -> None:
     """A non-streaming answer (the CLI falls back to one after some stream failures)."""
+    if reply.hold is not None:
+        await reply.hold.wait()
     message = _message(reply, record)
     message["content"] = [{"type": "text", "text": "".join(reply.chunks)}] if reply.chunks else []
     message["content"] += [
@@ -291,10 +309,9 @@ async def _send_stream(send: Send, reply: Reply, record: Recorded) -> None:
         blocks.append(
             ({"type": "tool_use", "id": tool.id, "name": tool.name, "input": {}}, json_deltas)
         )
-    sent = 0
     for index, (block, deltas) in enumerate(blocks):
         for position, delta in enumerate(deltas):
-            if sent == reply.fail_after:
+            if record.deltas == reply.fail_after:
                 # Failing at a block's first delta fails before the block starts.
                 error = {"type": "overloaded_error", "message": "Overloaded"}
                 await emit({"type": "error", "error": error})
@@ -307,8 +324,10 @@ async def _send_stream(send: Send, reply: Reply, record: Recorded) -> None:
             if reply.delay:
                 await trio.sleep(reply.delay)
             await emit({"type": "content_block_delta", "index": index, "delta": delta})
-            sent += 1
+            record.deltas += 1
         await emit({"type": "content_block_stop", "index": index})
+    if reply.hold is not None:
+        await reply.hold.wait()
     await emit(
         {
             "type": "message_delta",

@@ -1,16 +1,20 @@
 """Raw-socket HTTP for tests of what no well-behaved client sends: bytes out, responses back.
 
 ``parse`` reads responses that carry ``content-length`` (every answer of this server that is
-not streamed); what it cannot read is left in ``rest`` for the test to judge.
+not streamed); what it cannot read is left in ``rest`` for the test to judge. ``mutate``
+makes bytes no client sends out of a good request.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from typing import Any
 
 import attrs
 import trio
+
+from tests.conftest import envelope_error
 
 
 @attrs.frozen
@@ -22,12 +26,8 @@ class Response:
     def error(self) -> dict[str, Any]:
         """The ``error`` object of an OpenAI envelope; fails unless that is exactly the body."""
         assert self.headers.get("content-type") == "application/json", self
-        body = json.loads(self.body)
-        assert list(body) == ["error"], body
-        error: dict[str, Any] = body["error"]
-        assert sorted(error) == ["code", "message", "param", "type"], error
+        error = envelope_error(json.loads(self.body))
         assert error["type"] == "invalid_request_error" or self.status >= 500, error
-        assert isinstance(error["message"], str) and error["message"], error
         return error
 
 
@@ -83,3 +83,18 @@ async def exchange(url: str, data: bytes) -> tuple[list[Response], bytes]:
 def get(path: str, *headers: str) -> bytes:
     lines = [f"GET {path} HTTP/1.1", "host: localhost", *headers, "", ""]
     return "\r\n".join(lines).encode()
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    """``data`` with a few bytes replaced, inserted or deleted."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(out))
+        action = rng.choice(("replace", "insert", "delete"))
+        if action == "replace":
+            out[at] = rng.choice(b"\0\r\n :\x7f\xff\tA/")
+        elif action == "insert":
+            out.insert(at, rng.randrange(256))
+        else:
+            del out[at]
+    return bytes(out)

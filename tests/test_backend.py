@@ -5,7 +5,6 @@ against the mock API."""
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 import trio
 
-import wrapper
 from tests.conftest import cli_processes
 from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper import errors, places
@@ -105,18 +103,3 @@ async def test_an_error_in_the_consumer_is_not_an_exception_group(
             async for _ in events:
                 raise errors.InvalidRequest("the consumer's own refusal")
     assert cli_processes() == []
-
-
-def test_only_the_backend_package_imports_the_sdk() -> None:
-    package = Path(wrapper.__file__).parent
-    importers = set()
-    for path in package.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            if any(name.split(".")[0] == "claude_agent_sdk" for name in names):
-                importers.add(path.relative_to(package).parent.as_posix())
-    assert importers == {"claude"}

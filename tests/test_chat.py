@@ -13,11 +13,9 @@ import pytest
 import trio
 from openai import AsyncOpenAI
 
-from tests.conftest import Server, settled, transcripts
+from tests.conftest import MODEL, Server, settled, transcripts
 from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper.places import UnsafeDirectory
-
-MODEL = "claude-sonnet-4-5"
 
 
 async def test_non_streaming_answer(client: AsyncOpenAI, mock: MockAnthropic) -> None:
@@ -44,19 +42,23 @@ async def test_non_streaming_answer(client: AsyncOpenAI, mock: MockAnthropic) ->
 
 
 async def test_runs_leave_nothing_behind(
-    client: AsyncOpenAI, mock: MockAnthropic, server: Server, tmp_path: Path
+    start_server: Any, mock: MockAnthropic, tmp_path: Path
 ) -> None:
     # The CLI writes a transcript of every run (the whole conversation) in its config dir:
-    # the run's own place, never the server's HOME.
+    # the run's own place, never the server's HOME. Continuation off: with it, an answered
+    # conversation keeps its place and transcript until SESSION_TTL, by design
+    # (test_sessions); off is the promise that no stateless run keeps anything.
+    server: Server = await start_server(session_auto_continue=False)
     mock.script(Reply.text("ok"), Reply.error(529, "overloaded_error"))
-    with trio.fail_after(30):
-        await client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "a"}]
-        )
-        with pytest.raises(openai.APIStatusError):
+    async with server.client() as client:
+        with trio.fail_after(30):
             await client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": "b"}]
+                model=MODEL, messages=[{"role": "user", "content": "a"}]
             )
+            with pytest.raises(openai.APIStatusError):
+                await client.chat.completions.create(
+                    model=MODEL, messages=[{"role": "user", "content": "b"}]
+                )
     assert not (tmp_path / "home" / ".claude").exists()
     assert await settled(lambda: transcripts(tmp_path)) == []
     assert list(server.config.workdir.iterdir()) == []

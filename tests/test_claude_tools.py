@@ -14,32 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-import trio
 
-from tests.conftest import Server
-from tests.mock_anthropic import MockAnthropic, Recorded, Reply, ToolUse
-from tests.test_tools import WEATHER, left_behind, stream_raw
+from tests.builtin_tools import ASK, ask_where
+from tests.conftest import MODEL, WEATHER, Server, left_behind, stream_raw
+from tests.mock_anthropic import MockAnthropic, Reply, ToolUse
 from wrapper.builtin import DEFAULT_ALLOWED, KNOWN
 
-MODEL = "claude-sonnet-4-5"
-ASK = {"role": "user", "content": "Where are you working?"}
 WHERE = ToolUse("Bash", {"command": "echo hi > note.txt; pwd; ls", "description": "where"})
-
-
-def result_text(record: Recorded, tool_use_id: str) -> tuple[str, bool]:
-    """The content of the tool_result answering ``tool_use_id``, and its is_error flag."""
-    for _, block in record.blocks("tool_result"):
-        if block["tool_use_id"] == tool_use_id:
-            content = block["content"]
-            if isinstance(content, list):
-                content = "\n".join(c.get("text", "") for c in content)
-            return str(content), bool(block.get("is_error"))
-    raise AssertionError(f"no tool_result for {tool_use_id}")
-
-
-async def post(http: httpx.AsyncClient, **body: Any) -> httpx.Response:
-    with trio.fail_after(30):
-        return await http.post("/v1/chat/completions", json={"model": MODEL, **body})
 
 
 def where_script(mock: MockAnthropic) -> None:
@@ -52,7 +33,7 @@ def where_script(mock: MockAnthropic) -> None:
 def check_ran_in_scratch_dir(mock: MockAnthropic, server: Server) -> None:
     first, second = mock.messages[:2]
     assert "Bash" in first.tool_names
-    output, is_error = result_text(second, WHERE.id)
+    output, is_error = second.tool_result(WHERE.id)
     cwd, listing = output.splitlines()[0], output.splitlines()[1:]
     assert not is_error
     place = Path(cwd).parent  # wrapper.places: <workdir>/run-*/work
@@ -68,7 +49,7 @@ async def test_a_tool_runs_in_the_runs_own_directory(
     server = await start_server(tools_allowed=("Read", "Bash"))
     where_script(mock)
     async with server.http() as http:
-        r = await post(http, messages=[ASK], enable_tools=True)
+        r = await ask_where(http, enable_tools=True)
     assert r.status_code == 200, r.text
     message = r.json()["choices"][0]["message"]
     assert message["content"] == "Let me look. All done."
@@ -99,7 +80,7 @@ async def test_tools_are_off_by_default(
     marker = tmp_path / "ran"
     bash = ToolUse("Bash", {"command": f"touch {marker}", "description": "x"})
     mock.script(Reply.tool_calls(bash), Reply.text("No tools here."))
-    r = await post(http, messages=[ASK])
+    r = await ask_where(http)
     assert r.status_code == 200, r.text
     assert not set(mock.messages[0].tool_names) & set(KNOWN)
     assert not marker.exists()
@@ -119,7 +100,7 @@ async def test_tools_are_off_by_default(
 async def test_a_request_cannot_widen_the_policy(
     http: httpx.AsyncClient, mock: MockAnthropic, extra: dict[str, Any], param: str
 ) -> None:
-    r = await post(http, messages=[ASK], **extra)
+    r = await ask_where(http, **extra)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param
     assert mock.messages == []
@@ -137,7 +118,7 @@ async def test_a_request_cannot_widen_the_policy(
 async def test_a_request_narrows_the_policy(
     http: httpx.AsyncClient, mock: MockAnthropic, extra: dict[str, Any], offered: set[str]
 ) -> None:
-    r = await post(http, messages=[ASK], enable_tools=True, **extra)
+    r = await ask_where(http, enable_tools=True, **extra)
     assert r.status_code == 200, r.text
     assert set(mock.messages[0].tool_names) & set(KNOWN) == offered
 
@@ -148,11 +129,11 @@ async def test_file_tools_stay_in_the_runs_directory(
     outside = tmp_path / "outside.txt"
     write = ToolUse("Write", {"file_path": str(outside), "content": "x"}, id="toolu_out")
     mock.script(Reply.tool_calls(write), Reply.text("Could not."))
-    r = await post(http, messages=[ASK], enable_tools=True)
+    r = await ask_where(http, enable_tools=True)
     assert r.status_code == 200, r.text
     assert r.json()["choices"][0]["message"]["content"] == "Could not."
     assert not outside.exists()
-    output, is_error = result_text(mock.messages[1], "toolu_out")
+    output, is_error = mock.messages[1].tool_result("toolu_out")
     assert is_error
     assert "inside the current working directory" in output
 
@@ -164,7 +145,7 @@ async def test_client_functions_still_stop_the_run(
     paris = ToolUse("get_weather", {"city": "Paris"}, id="toolu_paris")
     mock.script(Reply.tool_calls(WHERE), Reply.tool_calls(paris, text="Now the weather."))
     async with server.http() as http:
-        r = await post(http, messages=[ASK], enable_tools=True, tools=[WEATHER])
+        r = await ask_where(http, enable_tools=True, tools=[WEATHER])
     assert r.status_code == 200, r.text
     choice = r.json()["choices"][0]
     assert choice["finish_reason"] == "tool_calls"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from wrapper import config as config_module
@@ -355,3 +356,14 @@ def test_claude_tools_policy(environ: dict[str, str], field: str, value: Any) ->
 def test_claude_tools_policy_refused(environ: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         from_env(environ)
+
+
+async def test_the_suite_s_servers_run_the_defaults(make_config: Any) -> None:
+    # The fixtures change only what a test process needs (a free port, its own dirs, an
+    # offline CLI, a quick stop), so the suite tests what production runs; a test about
+    # another setting sets it itself (session_auto_continue=False, with its reason).
+    defaults, suite = Config(), make_config()
+    differ = {
+        f.name for f in attrs.fields(Config) if getattr(defaults, f.name) != getattr(suite, f.name)
+    }
+    assert differ == {"port", "workdir", "state_dir", "claude_env", "shutdown_grace"}

@@ -22,11 +22,9 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import Server, settled
+from tests.builtin_tools import ASK, SECRET, ask_where, plant
+from tests.conftest import MODEL, Server, processes_under, settled, wrapper_process
 from tests.mock_anthropic import MockAnthropic, Reply, ToolUse
-from tests.test_claude_tools import ASK, MODEL, result_text
-from tests.test_gate import SECRET, plant, post
-from tests.test_server import processes_under, wrapper_process
 from wrapper.session_store import NO_KEY_TENANT
 
 KEY = "wrapper-key-never-for-the-cli"
@@ -70,6 +68,7 @@ async def test_the_cli_inherits_only_what_it_needs(mock: MockAnthropic, tmp_path
         "API_KEYS": KEY,
         "NOTIFY_SOCKET": str(tmp_path / "no-systemd"),
         "SANDBOX": "off",
+        # A stateless run's place is run-* (a continued conversation's is under chains/).
         "SESSION_AUTO_CONTINUE": "false",
     }
     async with (
@@ -156,9 +155,9 @@ async def test_the_sandbox_hides_the_servers_state_even_from_bash(
     snoop = ToolUse("Bash", {"command": command, "description": "look around"}, id="toolu_s")
     mock.script(Reply.tool_calls(snoop), Reply.text("Done."))
     async with server.http() as http:
-        r = await post(http, enable_tools=True)
+        r = await ask_where(http, enable_tools=True)
     assert r.status_code == 200, r.text
-    output, _ = result_text(mock.messages[1], snoop.id)
+    output, _ = mock.messages[1].tool_result(snoop.id)
     leaked = [s for s in (SECRET, "the session table", "/other/") if s in output]
     assert (leaked == []) is contained, output
     processes = int(output.split("processes:")[1].split()[0])
@@ -178,7 +177,7 @@ async def test_a_symlink_planted_at_a_sessions_place_is_not_followed(
     write = ToolUse("Write", {"file_path": "planted.txt", "content": "x"}, id="toolu_p")
     mock.script(Reply.tool_calls(write), Reply.text("Written."))
     async with server.http() as http:
-        r = await post(http, enable_tools=True, session_id="s1")
+        r = await ask_where(http, enable_tools=True, session_id="s1")
     assert r.status_code == 500, r.text
     assert r.json()["error"]["code"] == "workdir_unavailable"
     assert list(target.iterdir()) == []

@@ -43,7 +43,7 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import Server, offline_env
+from tests.conftest import Server, offline_env, required_tool
 from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper import config as config_module
 from wrapper.config import Config
@@ -65,15 +65,6 @@ OTHER_SETTINGS = {
     "PIP_NO_CACHE_DIR",
     "PIP_DISABLE_PIP_VERSION_CHECK",
 }
-
-
-def required_tool(name: str) -> str:
-    """The path of a command the checks need; a clear failure (not a skip) without it."""
-    search = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"], "/usr/sbin"])
-    path = shutil.which(name, path=search)
-    if path is None:
-        pytest.fail(f"{name} is not installed: `make contrib-deps` installs it", pytrace=False)
-    return path
 
 
 # --- parsing the files ----------------------------------------------------------------

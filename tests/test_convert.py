@@ -217,7 +217,7 @@ def test_refused_messages_name_the_field(
     assert (error.status, error.param, error.instance_code) == (400, param, code)
     message_path = param.split(".")[0]
     assert f"'{message_path}" in error.message
-    assert error.envelope()["error"]["type"] == "invalid_request_error"
+    assert error.type == "invalid_request_error"
 
 
 def test_tool_message_error_names_its_param() -> None:

@@ -8,10 +8,8 @@ from pathlib import Path
 import httpx
 import trio
 
-from tests.conftest import Server, cli_processes, settled, transcripts, wait_for_no_cli
+from tests.conftest import CHAT, Server, cli_processes, settled, transcripts, wait_for_no_cli
 from tests.mock_anthropic import MockAnthropic, Reply
-
-CHAT = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
 
 
 async def post(http: httpx.AsyncClient) -> None:

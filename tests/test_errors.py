@@ -9,10 +9,8 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import Server, wait_for_no_cli
+from tests.conftest import CHAT, Server, envelope_error, sse_data, sse_frames, wait_for_no_cli
 from tests.mock_anthropic import MockAnthropic, Reply
-
-CHAT = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hi"}]}
 
 UPSTREAM = [
     # (mock status, Anthropic error type, our status, our type, our code, retry-after?)
@@ -24,15 +22,6 @@ UPSTREAM = [
     (403, "permission_error", 500, "server_error", "claude_not_authenticated", False),
     (404, "not_found_error", 404, "invalid_request_error", "model_not_found", False),
 ]
-
-
-def assert_envelope(payload: dict[str, Any]) -> dict[str, Any]:
-    assert set(payload) == {"error"}
-    error: dict[str, Any] = payload["error"]
-    assert set(error) == {"message", "type", "param", "code"}
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    return error
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -54,7 +43,7 @@ async def test_upstream_error(
     with trio.fail_after(30):
         response = await http.post("/v1/chat/completions", json={**CHAT, "stream": stream})
     assert response.status_code == status
-    error = assert_envelope(response.json())
+    error = envelope_error(response.json())
     assert (error["type"], error["code"]) == (type_, code)
     assert ("retry-after" in response.headers) is retry
     if upstream in (401, 403):
@@ -88,9 +77,9 @@ async def test_broken_stream_then_retry_is_an_honest_frame(
         async with http.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as r:
             raw = (await r.aread()).decode()
     assert r.status_code == 200
-    frames = [json.loads(f.removeprefix("data: ")) for f in raw.split("\n\n") if f]
+    frames = [json.loads(f) for f in sse_data(raw)]
     assert [f["choices"][0]["delta"].get("content") for f in frames[:3]] == ["", "one t", "wo th"]
-    error = assert_envelope(frames[-1])
+    error = envelope_error(frames[-1])
     assert (error["type"], error["code"]) == ("server_error", "stream_restarted")
     assert "[DONE]" not in raw
     assert [m.body["stream"] for m in mock.messages] == [True, False]
@@ -117,9 +106,7 @@ async def test_unstreamed_answer_is_still_streamed(
     with trio.fail_after(30):
         async with http.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True}) as r:
             raw = (await r.aread()).decode()
-    frames = [f.removeprefix("data: ") for f in raw.split("\n\n") if f]
-    assert frames[-1] == "[DONE]"
-    text = "".join(json.loads(f)["choices"][0]["delta"].get("content") or "" for f in frames[:-1])
+    text = "".join(f["choices"][0]["delta"].get("content") or "" for f in sse_frames(raw))
     assert text == "Recovered answer."
 
 
@@ -130,23 +117,24 @@ async def test_timeout_non_streaming(start_server: Any, mock: MockAnthropic) -> 
         with trio.fail_after(30):
             response = await http.post("/v1/chat/completions", json=CHAT)
     assert response.status_code == 504
-    assert assert_envelope(response.json())["code"] == "timeout"
+    assert envelope_error(response.json())["code"] == "timeout"
     assert await wait_for_no_cli() == []
     assert mock.messages[0].aborted_at is not None
 
 
 async def test_timeout_mid_stream_is_a_frame(start_server: Any, mock: MockAnthropic) -> None:
-    server = await start_server(timeout=1.5)
-    mock.script(Reply.text("abcdefghij", pieces=10, delay=0.4))
+    # The answer starts, then stalls (held, never released) until the deadline.
+    server = await start_server(timeout=3.0)
+    mock.script(Reply.text("abcdefghij", pieces=10, hold=trio.Event()))
     async with server.http() as http:
         with trio.fail_after(30):
             async with http.stream(
                 "POST", "/v1/chat/completions", json={**CHAT, "stream": True}
             ) as r:
                 raw = (await r.aread()).decode()
-    frames = [json.loads(f.removeprefix("data: ")) for f in raw.split("\n\n") if f]
+    frames = [json.loads(f) for f in sse_data(raw)]
     assert frames[1]["choices"][0]["delta"]["content"] == "a"
-    assert assert_envelope(frames[-1])["code"] == "timeout"
+    assert envelope_error(frames[-1])["code"] == "timeout"
     assert await wait_for_no_cli() == []
 
 
@@ -156,5 +144,5 @@ async def test_cli_not_found(start_server: Any, tmp_path: Any) -> None:
         with trio.fail_after(30):
             response = await http.post("/v1/chat/completions", json=CHAT)
     assert response.status_code == 502
-    error = assert_envelope(response.json())
+    error = envelope_error(response.json())
     assert error["code"] == "claude_cli_not_found"

@@ -18,9 +18,8 @@ from typing import Any
 import pytest
 import trio
 
-from tests.conftest import Server
+from tests.conftest import Server, required_tool
 from tests.mock_anthropic import MockAnthropic, Reply, ToolUse
-from tests.test_contrib import required_tool
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 KEY = "example-key"

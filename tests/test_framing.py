@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from tests.conftest import Server
-from tests.raw_http import connect, exchange, get, parse, read_to_eof
+from tests.raw_http import connect, exchange, get, mutate, parse, read_to_eof
 
 CHAT = (
     b"POST /v1/chat/completions HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
@@ -137,21 +137,6 @@ async def test_malformed_requests_get_envelopes(strict_server: Server) -> None:
 
 
 VALID = get("/health", "connection: close", "content-length: 0")
-
-
-def mutate(rng: random.Random, data: bytes) -> bytes:
-    """``data`` with a few bytes replaced, inserted or deleted."""
-    out = bytearray(data)
-    for _ in range(rng.randint(1, 4)):
-        at = rng.randrange(len(out))
-        action = rng.choice(("replace", "insert", "delete"))
-        if action == "replace":
-            out[at] = rng.choice(b"\0\r\n :\x7f\xff\tA/")
-        elif action == "insert":
-            out.insert(at, rng.randrange(256))
-        else:
-            del out[at]
-    return bytes(out)
 
 
 async def test_mutated_requests_get_envelopes_or_a_plain_close(strict_server: Server) -> None:

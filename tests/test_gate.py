@@ -12,13 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-import trio
 
-from tests.conftest import Server
+from tests.builtin_tools import SECRET, ask_where, plant
 from tests.mock_anthropic import MockAnthropic, Reply, ToolUse
-from tests.test_claude_tools import ASK, MODEL, result_text
 from wrapper.builtin import ARGUMENTS, DEFAULT_ALLOWED, KNOWN, OUTSIDE, UNCONFINED, UNKNOWN, refusal
 
 ROOT = Path("/srv/place")
@@ -114,7 +111,7 @@ async def test_the_table_knows_every_argument_the_cli_offers(
     # says so at once, naming it, instead of leaving users with mysterious refusals.
     server = await start_server(tools_allowed=tuple(KNOWN))
     async with server.http() as http:
-        r = await post(http, enable_tools=True)
+        r = await ask_where(http, enable_tools=True)
     assert r.status_code == 200, r.text
     schemas = {t["name"]: t["input_schema"] for t in mock.messages[0].body["tools"]}
     for name, table in ARGUMENTS.items():
@@ -122,26 +119,6 @@ async def test_the_table_knows_every_argument_the_cli_offers(
         if table != UNCONFINED:
             assert isinstance(table, dict)
             assert offered == set(table), name
-
-
-async def post(http: httpx.AsyncClient, **body: Any) -> httpx.Response:
-    with trio.fail_after(30):
-        return await http.post(
-            "/v1/chat/completions", json={"model": MODEL, "messages": [ASK], **body}
-        )
-
-
-SECRET = "sk-ant-oat01-planted-login-token"
-
-
-def plant(server: Server, tmp_path: Path) -> None:
-    """A login in the server's HOME, and another client's transcript in the workdir."""
-    login = tmp_path / "home" / ".claude"
-    login.mkdir(parents=True, exist_ok=True)
-    (login / ".credentials.json").write_text(json.dumps({"claudeAiOauth": {"accessToken": SECRET}}))
-    other = server.config.workdir / "sessions" / "other" / "claude" / "projects" / "p"
-    other.mkdir(parents=True)
-    (other / "s.jsonl").write_text(json.dumps({"message": SECRET}) + "\n")
 
 
 ATTACKS = [
@@ -163,9 +140,9 @@ async def test_attacks_on_the_file_tools_are_refused(
     plant(server, tmp_path)
     mock.script(Reply.tool_calls(attack), Reply.text("Nothing found."))
     async with server.http() as http:
-        r = await post(http, enable_tools=True)
+        r = await ask_where(http, enable_tools=True)
     assert r.status_code == 200, r.text
-    output, is_error = result_text(mock.messages[1], attack.id)
+    output, is_error = mock.messages[1].tool_result(attack.id)
     assert is_error, output
     assert SECRET not in json.dumps(mock.messages[1].body)
     assert "/etc" not in output

@@ -20,10 +20,8 @@ import pytest
 import trio
 import trio.testing
 
-from tests.conftest import Server, cli_processes
+from tests.conftest import Server, check_envelope, cli_processes, required_tool
 from tests.mock_anthropic import MockAnthropic, Reply
-from tests.test_contrib import required_tool
-from tests.test_http import check_envelope
 from wrapper import errors, logs
 from wrapper.config import ConfigError, load
 from wrapper.guard import check_host, check_media_type, host_allowed, host_name

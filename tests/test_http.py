@@ -18,36 +18,14 @@ import openai
 import pytest
 import trio
 
-from tests.conftest import Server, cli_processes
+from tests.conftest import MODEL, Server, check_envelope, cli_processes
 from tests.mock_anthropic import MockAnthropic
 
-MODEL = "claude-sonnet-4-5"
 USER_HI = {"role": "user", "content": "hi"}
 # What every body here is declared as (anything else is a 415: see tests/test_guard.py).
 JSON_TYPE = {"content-type": "application/json"}
 # What generated request ids look like: "req_" and 12 random bytes in hex.
 GENERATED_ID_LENGTH = len("req_") + 24
-
-
-def check_envelope(
-    response: httpx.Response,
-    status: int,
-    *,
-    code: str | None,
-    param: str | None = None,
-    error_type: str = "invalid_request_error",
-) -> str:
-    """Assert ``response`` is exactly the OpenAI error envelope; return its message."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert list(body) == ["error"]
-    error = body["error"]
-    assert sorted(error) == ["code", "message", "param", "type"]
-    assert (error["type"], error["param"], error["code"]) == (error_type, param, code)
-    assert isinstance(error["message"], str)
-    assert error["message"]
-    return str(error["message"])
 
 
 def check_generated_id(response: httpx.Response) -> None:
@@ -298,16 +276,73 @@ async def test_invalid_json(http: httpx.AsyncClient, mock: MockAnthropic, conten
     assert mock.messages == []
 
 
-@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity"])
-async def test_non_json_numbers_are_invalid_json(
-    http: httpx.AsyncClient, mock: MockAnthropic, number: bytes
+HI = b'{"messages": [{"role": "user", "content": "hi"}]'
+# Bodies that are JSON to Python's json, not to RFC 8259, and what the 400 says of each.
+NOT_STRICT_JSON = [
+    (b'{"messages": [{"role": "user", "content": "caf\xe9"}]}', "can't decode byte 0xe9"),
+    (HI + b', "temperature": NaN}', "NaN is not valid JSON"),
+    (HI + b', "temperature": Infinity}', "Infinity is not valid JSON"),
+    (HI + b', "temperature": -Infinity}', "-Infinity is not valid JSON"),
+    (
+        HI + b', "tools": [{"type": "function", "function": {"name": "f",'
+        b' "parameters": {"type": "object", "maximum": 1e999}}}]}',
+        "the number 1e999 is out of range",
+    ),
+    (HI + b', "seed": ' + b"1" * 5_000 + b"}", "Exceeds the limit (4300 digits)"),
+]
+
+
+@pytest.fixture
+async def debugging(start_server: Callable[..., Any]) -> Server:
+    server: Server = await start_server(debug_mode=True, rate_limit_enabled=False)
+    return server
+
+
+async def chat_and_debug(server: Server, content: bytes) -> tuple[httpx.Response, httpx.Response]:
+    """The answers of the chat route and of the debug route to the same body."""
+    async with server.http() as http:
+        with trio.fail_after(30):
+            debug = await http.post("/v1/debug/request", content=content, headers=JSON_TYPE)
+            chat = await http.post("/v1/chat/completions", content=content, headers=JSON_TYPE)
+    return chat, debug
+
+
+@pytest.mark.parametrize(("content", "words"), NOT_STRICT_JSON, ids=lambda v: repr(v)[-40:])
+async def test_what_is_not_strict_json_is_refused_by_both_routes(
+    debugging: Server, mock: MockAnthropic, content: bytes, words: str
 ) -> None:
-    content = b'{"messages": [{"role": "user", "content": "hi"}], "temperature": ' + number + b"}"
-    with trio.fail_after(30):
-        response = await http.post(
-            "/v1/chat/completions", content=content, headers={"content-type": "application/json"}
-        )
-    check_envelope(response, 400, code="invalid_json")
+    chat, debug = await chat_and_debug(debugging, content)
+    message = check_envelope(chat, 400, code="invalid_json")
+    assert message.startswith("The request body is not valid JSON: ")
+    assert words in message
+    # The debug route says what the chat route would answer, with its own 200.
+    assert debug.status_code == 200
+    assert debug.json() == {"valid": False, "error": chat.json()["error"]}
+    assert mock.messages == []
+
+
+def answered_call(arguments: str) -> bytes:
+    """A conversation whose assistant called ``f`` with ``arguments``, and got its result."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    messages = [
+        USER_HI,
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "done"},
+    ]
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    return json.dumps({"messages": messages, "tools": tools}).encode()
+
+
+@pytest.mark.parametrize("arguments", ['{"x": NaN}', '{"x": 1e999}', '{"x": ' + "1" * 5_000 + "}"])
+async def test_call_arguments_are_strict_json_too(
+    debugging: Server, mock: MockAnthropic, arguments: str
+) -> None:
+    param = "messages[1].tool_calls[0].function.arguments"
+    chat, debug = await chat_and_debug(debugging, answered_call(arguments))
+    assert debug.status_code == 200
+    assert debug.json()["valid"] is False
+    assert debug.json()["error"]["param"] == param
+    check_envelope(chat, 400, code=None, param=param)
     assert mock.messages == []
 
 

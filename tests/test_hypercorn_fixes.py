@@ -16,6 +16,7 @@ import trio
 from tests.conftest import Server
 from tests.mock_anthropic import MockAnthropic, Reply
 from tests.raw_http import connect, exchange, get, parse, read_response, read_to_eof
+from wrapper.errors import CONNECTIONS_RETRY_AFTER
 from wrapper.hypercorn_fixes import upstream_drift
 
 
@@ -154,7 +155,7 @@ async def test_connections_past_the_cap_get_a_503(start_server: Callable[..., An
         assert [r.status for r in responses] == [503]
         error = responses[0].error()
         assert error["code"] == "too_many_connections"
-        assert responses[0].headers["retry-after"] == "1"
+        assert responses[0].headers["retry-after"] == str(CONNECTIONS_RETRY_AFTER)
         assert rest == b""
         await held.pop().aclose()
         while True:  # the server sees the close a moment later

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import socket
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 
+from tests.conftest import sample
 from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper.logs import JsonFormatter
 
@@ -34,12 +34,6 @@ async def test_sd_notify_ready_and_stopping(
         stopping = (await listener.recv(4096)).decode()
     assert ready == f"READY=1\nSTATUS=listening on {server.url}"
     assert stopping == "STOPPING=1"
-
-
-def sample(text: str, line: str) -> float:
-    match = re.search(rf"^{re.escape(line)} (\S+)$", text, re.MULTILINE)
-    assert match, f"{line} not in metrics"
-    return float(match[1])
 
 
 async def test_metrics(start_server: Any, mock: MockAnthropic) -> None:

@@ -18,10 +18,9 @@ from typing import Any
 import httpx
 import trio
 
-from tests.conftest import settled
+from tests.conftest import processes_under, settled, wrapper_process
+from tests.conversations import GREETING, NAME, QUESTION, ask, chat, history
 from tests.mock_anthropic import MockAnthropic, Recorded, Reply
-from tests.test_server import processes_under, wrapper_process
-from tests.test_sessions import GREETING, NAME, QUESTION, ask, chat, history
 from wrapper.session_store import DB_NAME, SCHEMA, PendingTurn, SessionRow, Store
 
 CUT = "This turn is cut by kill -9."

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from wrapper import completions, schema, strict, unapplied
 from wrapper.completions import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -37,7 +38,7 @@ from wrapper.schema import (
     decode_chat_request,
     parse_chat_request,
 )
-from wrapper.strict import MAX_DEPTH
+from wrapper.strict import MAX_DEPTH, StrictConverter, decode_json
 from wrapper.unapplied import (
     Audio,
     JSONSchemaFormat,
@@ -532,7 +533,7 @@ def test_bad_request(request_body: dict[str, Any], param: str, words: str) -> No
     assert f"'{param}'" in caught.value.message
     assert words in caught.value.message
     assert caught.value.status == 400
-    assert caught.value.envelope()["error"]["type"] == "invalid_request_error"
+    assert caught.value.type == "invalid_request_error"
 
 
 @pytest.mark.parametrize(
@@ -823,7 +824,7 @@ def test_model_is_optional(request_body: dict[str, Any]) -> None:
 def test_caps_carry_openai_codes(request_body: dict[str, Any], code: str | None) -> None:
     with pytest.raises(InvalidRequest) as caught:
         parse_chat_request(request_body)
-    assert caught.value.envelope()["error"]["code"] == code
+    assert caught.value.instance_code == code
 
 
 def test_caps_are_inclusive() -> None:
@@ -866,16 +867,45 @@ def test_free_form_values_nest_at_most_max_depth() -> None:
         (b"[" * 100_000, "nests arrays and objects too deeply"),
         (b"[" * 1_000 + b"]" * 1_000, "nests arrays and objects too deeply"),
         (b'{"x": ' + b'{"a": ' * 5_000 + b"1" + b"}" * 5_001, "too deeply"),
+        # Python makes these inf, which JSON cannot write back; wherever they sit.
+        (b'{"x": 1e999}', "the number 1e999 is out of range"),
+        (b'{"x": [-1.5E+400]}', "the number -1.5E+400 is out of range"),
+        (b'{"x": ' + b"9" * 400 + b".0}", "the number 99999999999999999999... is out of range"),
+        (b'{"x": ' + b"9" * 5_000 + b"}", "Exceeds the limit (4300 digits)"),
     ],
 )
 def test_undecodable_bodies_are_invalid_json(raw: bytes, words: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
         decode_chat_request(raw)
-    assert caught.value.envelope()["error"]["code"] == "invalid_json"
+    assert caught.value.instance_code == "invalid_json"
     assert words in caught.value.message
     assert caught.value.status == 400
+
+
+def test_numbers_a_double_holds_are_decoded() -> None:
+    raw = b'{"x": [1e308, -1e308, 1e-999, 5e-324, 0.1], "y": ' + b"9" * 4_300 + b"}"
+    assert decode_json(raw) == {"x": [1e308, -1e308, 0.0, 5e-324, 0.1], "y": int("9" * 4_300)}
 
 
 def test_deep_unknown_fields_within_the_decoder_are_ignored() -> None:
     raw = b'{"messages": [{"role": "user", "content": "hi"}], "x": ' + b"[" * 500 + b"]" * 500
     assert decode_chat_request(raw + b"}").messages == [Message(role="user", content="hi")]
+
+
+# --- the converters ------------------------------------------------------------------
+
+
+def test_each_schema_module_has_a_converter_of_its_own() -> None:
+    # None shared, so none is changed by another module's import, in whatever order.
+    mine = [schema.converter, unapplied.converter, completions.converter]
+    assert len({id(c) for c in mine}) == len(mine)
+    assert not hasattr(strict, "converter")
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"), [("1", int), (1, str), (1, bool), ("ab", list[str]), ({"a": 1}, list[str])]
+)
+def test_a_new_strict_converter_is_strict_by_itself(value: object, kind: Any) -> None:
+    # The JSON rules come with the class, not with some module's import.
+    with pytest.raises(strict.Refused):
+        StrictConverter().structure(value, kind)

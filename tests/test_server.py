@@ -10,8 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +18,12 @@ import pytest
 import trio
 
 from tests import raw_http
-from tests.conftest import offline_env
+from tests.conftest import offline_env, processes_under, wrapper_process
 from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper import server as server_module
 from wrapper.app import App
 from wrapper.config import Config
+from wrapper.errors import SHUTDOWN_RETRY_AFTER
 from wrapper.server import build_app
 
 CHAT = {
@@ -32,50 +31,6 @@ CHAT = {
     "messages": [{"role": "user", "content": "hi"}],
     "stream": True,
 }
-
-
-def processes_under(directory: Path) -> list[int]:
-    """Pids of Claude Code CLIs whose working directory is inside ``directory`` (not their
-    launchers and sandboxes, which work there too)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cwd = os.readlink(entry / "cwd")
-            exe = os.readlink(entry / "exe")
-        except OSError:
-            continue
-        if cwd.startswith(str(directory)) and Path(exe).name == "claude":
-            found.append(int(entry.name))
-    return found
-
-
-@asynccontextmanager
-async def wrapper_process(
-    mock: MockAnthropic, tmp_path: Path, *args: str, **env: str
-) -> AsyncIterator[tuple[trio.Process, str]]:
-    (tmp_path / "home").mkdir(exist_ok=True)
-    environ = {
-        **os.environ,
-        **offline_env(mock.url, tmp_path / "home"),
-        "CLAUDE_CWD": str(tmp_path / "runs"),
-        **env,
-    }
-    command = [sys.executable, "-m", "wrapper", "--port", "0", "--env-file", "/nonexistent", *args]
-    process = await trio.lowlevel.open_process(command, env=environ, stderr=subprocess.PIPE)
-    assert process.stderr is not None
-    log = b""
-    try:
-        with trio.fail_after(20):
-            while b"listening on " not in log:
-                chunk = await process.stderr.receive_some()
-                assert chunk, log.decode()
-                log += chunk
-        url = log.split(b"listening on ", 1)[1].split()[0].decode().rstrip(",")
-        yield process, url
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
 
 
 async def read_stream(url: str, frames: list[str]) -> None:
@@ -307,4 +262,4 @@ async def test_draining_server_answers_open_connections(
     assert health.json()["status"] == "draining"
     assert chat.status_code == 503
     assert chat.json()["error"]["code"] == "shutting_down"
-    assert chat.headers["retry-after"] == "5"
+    assert chat.headers["retry-after"] == str(SHUTDOWN_RETRY_AFTER)

@@ -3,7 +3,6 @@ new turn; Claude gets the earlier ones as real messages, from the resumed transc
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -12,55 +11,19 @@ import httpx
 import pytest
 import trio
 
-from tests.conftest import Server, settled, transcripts
-from tests.mock_anthropic import MockAnthropic, Recorded, Reply, ToolUse
-from tests.test_server import wrapper_process
+from tests.conftest import MODEL, Server, metric, settled, transcripts, wrapper_process
+from tests.conversations import (
+    GREETING,
+    NAME,
+    QUESTION,
+    ask,
+    ask_streamed,
+    chat,
+    history,
+    holds_first_turn,
+)
+from tests.mock_anthropic import MockAnthropic, Reply, ToolUse
 from wrapper.config import load
-
-MODEL = "claude-sonnet-4-5"
-NAME = "My name is Ada."
-GREETING = "Nice to meet you, Ada."
-QUESTION = "What is my name?"
-
-
-def chat(text: str, session: str | None = "s1", **extra: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": MODEL, "messages": [{"role": "user", "content": text}]}
-    if session is not None:
-        body["session_id"] = session
-    return {**body, **extra}
-
-
-async def ask(http: httpx.AsyncClient, body: dict[str, Any], **kw: Any) -> httpx.Response:
-    with trio.fail_after(30):
-        return await http.post("/v1/chat/completions", json=body, **kw)
-
-
-async def ask_streamed(http: httpx.AsyncClient, body: dict[str, Any]) -> str:
-    text = ""
-    with trio.fail_after(30):
-        async with http.stream(
-            "POST", "/v1/chat/completions", json={**body, "stream": True}
-        ) as response:
-            assert response.status_code == 200
-            async for line in response.aiter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    choices = json.loads(line.removeprefix("data: "))["choices"]
-                    text += (choices[0]["delta"].get("content") or "") if choices else ""
-    return text
-
-
-def holds_first_turn(sent: Recorded, question: str = QUESTION) -> bool:
-    """Turn 1 arrived as real prior messages (user, then assistant), not a rendered prompt."""
-    turns = sent.turns
-    return (
-        len(turns) >= 3
-        and turns[0][0] == "user"
-        and turns[0][1].endswith(NAME)
-        and turns[1] == ("assistant", GREETING)
-        and turns[-1][0] == "user"
-        and turns[-1][1].endswith(question)
-        and "<conversation_history>" not in sent.all_text
-    )
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -167,8 +130,9 @@ async def test_expired_sessions_are_reaped(
 
 
 async def test_turns_of_one_session_are_ordered(server: Server, mock: MockAnthropic) -> None:
-    # The first answer takes ~1 s; the second request, sent meanwhile, waits for it.
-    mock.script(Reply.text(GREETING, pieces=5, delay=0.2), Reply.text("Ada."))
+    # The first answer is held until the second request is in; that one waits for it.
+    release = trio.Event()
+    mock.script(Reply.text(GREETING, hold=release), Reply.text("Ada."))
     answers: dict[str, str] = {}
     async with server.http() as http:
 
@@ -178,8 +142,12 @@ async def test_turns_of_one_session_are_ordered(server: Server, mock: MockAnthro
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(send, NAME)
-            await trio.sleep(0.3)
+            await mock.request_arrived.wait()  # the first turn runs, holding the session
             nursery.start_soon(send, QUESTION)
+            # Both in the server (and the scrape): the second waits for the first.
+            while await metric(http, "wrapper_active_requests") < 3:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+            release.set()
         details = (await http.get("/v1/sessions/s1")).json()
     assert answers == {NAME: GREETING, QUESTION: "Ada."}
     assert holds_first_turn(mock.messages[1])
@@ -283,17 +251,11 @@ def test_session_ttl_setting() -> None:
 # Automatic continuation: stateless clients that resend their history.
 
 
-def history(*texts: str) -> dict[str, Any]:
-    roles = ("user", "assistant")
-    messages = [{"role": roles[i % 2], "content": t} for i, t in enumerate(texts)]
-    return {"model": MODEL, "messages": [{"role": "system", "content": "Be brief."}, *messages]}
-
-
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_stateless_conversation_continues_its_claude_session(
     start_server: Any, mock: MockAnthropic, tmp_path: Path, stream: bool
 ) -> None:
-    server = await start_server(session_auto_continue=True)
+    server = await start_server()
     mock.script(Reply.text(GREETING), Reply.text("Ada."), Reply.text("Still Ada."))
     async with server.http() as http:
         if stream:
@@ -313,7 +275,7 @@ async def test_a_stateless_conversation_continues_its_claude_session(
 
 
 async def test_diverging_history_is_never_continued(start_server: Any, mock: MockAnthropic) -> None:
-    server = await start_server(session_auto_continue=True)
+    server = await start_server()
     mock.script(Reply.text(GREETING), Reply.text("one"), Reply.text("two"), Reply.text("three"))
     async with server.http() as http:
         await ask(http, history(NAME))
@@ -331,8 +293,10 @@ async def test_diverging_history_is_never_continued(start_server: Any, mock: Moc
 
 
 async def test_auto_continuation_can_be_turned_off(
-    server: Server, mock: MockAnthropic, tmp_path: Path
+    start_server: Any, mock: MockAnthropic, tmp_path: Path
 ) -> None:
+    # Off: the history is rendered every time, and nothing is kept for it.
+    server: Server = await start_server(session_auto_continue=False)
     mock.script(Reply.text(GREETING), Reply.text("Ada."))
     async with server.http() as http:
         await ask(http, history(NAME))
@@ -347,7 +311,7 @@ async def test_auto_continuation_can_be_turned_off(
 async def test_continuation_transcripts_expire(
     start_server: Any, mock: MockAnthropic, tmp_path: Path
 ) -> None:
-    server = await start_server(session_auto_continue=True, session_ttl=0.5)
+    server = await start_server(session_ttl=0.5)
     async with server.http() as http:
         await ask(http, history(NAME))
     assert await settled(lambda: transcripts(tmp_path)) == []

@@ -15,8 +15,7 @@ import pytest
 import trio
 
 from tests.conftest import Server, transcripts
-from tests.mock_anthropic import MockAnthropic, Reply
-from tests.test_sessions import (
+from tests.conversations import (
     GREETING,
     NAME,
     QUESTION,
@@ -26,6 +25,7 @@ from tests.test_sessions import (
     history,
     holds_first_turn,
 )
+from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper.config import load
 from wrapper.session_store import DB_NAME, NO_KEY_TENANT, SCHEMA_VERSION, Store, TurnRecord
 
@@ -69,7 +69,7 @@ async def test_keys_do_not_see_each_others_sessions(start_server: Any, mock: Moc
 
 
 async def test_continuation_never_crosses_keys(start_server: Any, mock: MockAnthropic) -> None:
-    server = await start_server(api_keys=(KEY_A, KEY_B), session_auto_continue=True)
+    server = await start_server(api_keys=(KEY_A, KEY_B))
     mock.script(Reply.text(GREETING), Reply.text("I do not know."), Reply.text("Ada."))
     later = history(NAME, GREETING, QUESTION)
     async with server.http() as http:
@@ -252,7 +252,7 @@ async def test_an_answer_that_cannot_be_recorded_still_reaches_the_client(
     stream: bool,
     kind: str,
 ) -> None:
-    server: Server = await start_server(session_auto_continue=True)
+    server: Server = await start_server()
     mock.script(Reply.text(GREETING))
     monkeypatch.setattr(Store, "record_turn", failing)
     monkeypatch.setattr(Store, "record_continuation", failing)

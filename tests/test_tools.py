@@ -18,23 +18,18 @@ import pytest
 import trio
 from openai import AsyncOpenAI
 
-from tests.conftest import Server, cli_processes, settled, transcripts, wait_for_no_cli
+from tests.conftest import (
+    MODEL,
+    WEATHER,
+    WEATHER_SCHEMA,
+    Server,
+    cli_processes,
+    left_behind,
+    sse_data,
+    stream_raw,
+)
 from tests.mock_anthropic import MockAnthropic, Recorded, Reply, ToolUse
 
-MODEL = "claude-sonnet-4-5"
-WEATHER_SCHEMA = {
-    "type": "object",
-    "properties": {"city": {"type": "string"}},
-    "required": ["city"],
-}
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Current weather for a city.",
-        "parameters": WEATHER_SCHEMA,
-    },
-}
 TIME = {
     "type": "function",
     "function": {"name": "get-time", "description": "The time in a time zone."},
@@ -42,29 +37,6 @@ TIME = {
 ASK = {"role": "user", "content": "Weather in Paris?"}
 PARIS = ToolUse("get_weather", {"city": "Paris"}, id="toolu_01Paris", pieces=4)
 ROME = ToolUse("get_weather", {"city": "Rome"}, id="toolu_02Rome", pieces=4)
-
-
-async def left_behind(server: Server, tmp_path: Path) -> tuple[list[int], list[Path], list[Path]]:
-    """CLI processes, transcripts and scratch directories still there after the runs."""
-    return (
-        await wait_for_no_cli(),
-        await settled(lambda: transcripts(tmp_path)),
-        await settled(lambda: sorted(server.config.workdir.glob("*"))),
-    )
-
-
-def sse_frames(raw: str) -> list[Any]:
-    frames = [f.removeprefix("data: ") for f in raw.split("\n\n") if f.startswith("data: ")]
-    assert frames[-1] == "[DONE]", raw
-    return [json.loads(f) for f in frames[:-1]]
-
-
-async def stream_raw(http: httpx.AsyncClient, body: dict[str, Any]) -> list[Any]:
-    with trio.fail_after(30):
-        async with http.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as r:
-            raw = (await r.aread()).decode()
-    assert r.status_code == 200, raw
-    return sse_frames(raw)
 
 
 def tool_deltas(frames: list[Any]) -> list[dict[str, Any]]:
@@ -255,7 +227,7 @@ async def test_a_call_cut_mid_stream_is_an_honest_error(
             json={"model": MODEL, "messages": [ASK], "tools": [WEATHER], "stream": True},
         ) as r:
             raw = (await r.aread()).decode()
-    *frames, error = [json.loads(f.removeprefix("data: ")) for f in raw.split("\n\n") if f]
+    *frames, error = [json.loads(f) for f in sse_data(raw)]
     first, *fragments = tool_deltas(frames)[:3]
     assert (first["id"], first["function"]["arguments"]) == ("call_01Paris", "")
     assert [d["function"]["arguments"] for d in fragments] == PARIS.fragments[:2]
@@ -279,11 +251,13 @@ async def test_client_leaving_while_a_call_is_held(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(post)
             await mock.request_arrived.wait()
-            await trio.sleep(1.0)
+            [upstream] = mock.messages
+            # Into the second call: the first is whole, held by the gate.
+            while upstream.deltas < len(PARIS.fragments) + 5:  # noqa: ASYNC110
+                await trio.sleep(0.02)
             nursery.cancel_scope.cancel()
         gone_at = trio.current_time()
         assert await left_behind(server, tmp_path) == ([], [], [])
-    [upstream] = mock.messages
     assert upstream.aborted_at is not None
     assert upstream.aborted_at - gone_at < 1.0
 

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.conftest import settled
-from tests.test_errors import CHAT, assert_envelope
+from tests.conftest import CHAT, envelope_error, settled
 
 # Reads stdin to its end and then sleeps, ignoring SIGTERM: only SIGKILL ends it.
 WEDGED = """#!/bin/sh
@@ -56,7 +55,7 @@ async def test_a_wedged_cli_times_out_on_time_with_its_status(
             response = await http.post("/v1/chat/completions", json={**CHAT, "stream": stream})
         elapsed = trio.current_time() - started
     assert response.status_code == 504, response.text
-    assert assert_envelope(response.json())["code"] == "timeout"
+    assert envelope_error(response.json())["code"] == "timeout"
     assert TIMEOUT <= elapsed < TIMEOUT + MARGIN
     # The launcher's watcher takes the CLI down once the launcher is killed.
     assert await settled(lambda: wedged_processes(cli), within=3) == []

@@ -1,4 +1,4 @@
-"""The ASGI application: route table, request ids, the request nursery, errors -> envelope.
+"""The ASGI application: route table, request ids, the request nursery, errors -> bodies.
 
 Order of work for each HTTP request:
 1. ``Host`` must name this server (``wrapper.guard``: 400 when missing or malformed, 421
@@ -17,9 +17,11 @@ Order of work for each HTTP request:
    no-key tenant) and its client (the key's digest, or the address);
 10. run the handler in a nursery beside a watcher of ``receive()``: when the client
    disconnects the watcher cancels the nursery, which stops the Claude Code run at once;
-11. any ``WrapperError`` becomes the OpenAI envelope here, and an unexpected exception a
-   logged 500 envelope. Handlers that already started a streamed response report their
-   own errors in-stream.
+11. any ``WrapperError`` becomes an error body here, and an unexpected exception a logged
+   500 (``InternalError``). The body is the matched route's (``Route.render``: the API
+   its clients speak); what is refused before a route matches (the ``Host``, 404, 405, a
+   preflight) is OpenAI's envelope. Handlers that already started a streamed response
+   report their own errors in-stream.
 A handler that runs Claude Code takes a run slot itself, just before its run, once
 everything that can refuse the request has passed (wrapper.handlers.chat). The app holds
 no service of its own: wrapper.server builds them once and hands each handler what it uses.
@@ -48,6 +50,7 @@ from wrapper.config import Config
 from wrapper.drain import Drain
 from wrapper.guard import check_host, check_media_type
 from wrapper.http import (
+    SSE_CONTENT_TYPE,
     ClientGone,
     Receive,
     Scope,
@@ -107,6 +110,8 @@ class Route:
     public: bool = False
     # Runs Claude Code (its handler takes a run slot): responses carry rate-limit headers.
     runs_claude: bool = False
+    # How its errors look: the error body of the API the route belongs to.
+    render: errors.Renderer = errors.openai_envelope
 
     @property
     def template(self) -> tuple[str, ...]:
@@ -214,7 +219,7 @@ class App:
             nonlocal status, streaming
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                if (b"content-type", b"text/event-stream; charset=utf-8") in message["headers"]:
+                if (b"content-type", SSE_CONTENT_TYPE.encode()) in message["headers"]:
                     streaming = True
                     self.streams_in_flight += 1
             elif scope["method"] == "HEAD":
@@ -265,6 +270,7 @@ class App:
         log_fields: dict[str, object],
         started: Callable[[], bool],
     ) -> None:
+        render: errors.Renderer = errors.openai_envelope  # until a route says otherwise
         try:
             check_host(scope, self.config.host, self.config.allowed_hosts)
             if scope["method"] == "OPTIONS" and self._is_preflight(scope):
@@ -272,9 +278,12 @@ class App:
                 return
             route, params = self.router.match(scope["method"], scope["path"])
             log_fields["route"] = route.path
+            render = route.render
             check_media_type(scope)
             if self.drain.draining and not route.public:  # /health reports draining itself
-                raise errors.ShuttingDown("The server is shutting down.", retry_after=5)
+                raise errors.ShuttingDown(
+                    "The server is shutting down.", retry_after=errors.SHUTDOWN_RETRY_AFTER
+                )
             if self.config.api_keys and not route.public:
                 key = self._authenticate(scope, client)
                 # Bucket per key; a digest, so the table never holds key material.
@@ -291,14 +300,14 @@ class App:
         except errors.WrapperError as exc:
             # For the metrics: this server's own 429, not an upstream one.
             log_fields["limited"] = isinstance(exc, errors.RateLimited)
-            await send_error(send, exc, headers)
+            await send_error(send, exc, headers, render)
             return
         keyed = bool(self.config.api_keys) and not route.public
         tenant = client if keyed else NO_KEY_TENANT
         request = Request(scope, send, params, body, headers, tenant, client, log_fields)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(watch_disconnect, receive, nursery.cancel_scope)
-            await _respond(route.handler, request, started)
+            await _respond(route, request, started)
             nursery.cancel_scope.cancel()
 
     def _authenticate(self, scope: Scope, address: str) -> str:
@@ -350,20 +359,21 @@ class App:
         }
 
 
-async def _respond(handler: Handler, request: Request, started: Callable[[], bool]) -> None:
-    """Run the handler; turn what it raises into the envelope (here, and only here)."""
+async def _respond(route: Route, request: Request, started: Callable[[], bool]) -> None:
+    """Run the route's handler; turn what it raises into the route's error body (here, and
+    only here)."""
     try:
-        await handler(request)
+        await route.handler(request)
     except errors.WrapperError as exc:
         if started():  # a streaming handler reports its own errors in-stream
             log.error("error after the response started: %s", exc.message)
         else:
-            await send_error(request.send, exc, request.headers)
+            await send_error(request.send, exc, request.headers, route.render)
     except Exception:
         log.exception("unhandled error on %s %s", request.scope["method"], request.scope["path"])
         if not started():
-            internal = errors.WrapperError("Internal server error.", code="internal_error")
-            await send_error(request.send, internal, request.headers)
+            internal = errors.InternalError("Internal server error.")
+            await send_error(request.send, internal, request.headers, route.render)
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

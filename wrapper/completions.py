@@ -2,6 +2,8 @@
 them into exactly the JSON OpenAI sends.
 
 Rules kept here:
+- The JSON is made by this module's own ``converter``: nothing else registers on it, and
+  it registers nothing anywhere else.
 - Optional keys OpenAI leaves out are left out (a delta's None keys, a message's absent
   calls, our ``cost_usd`` extension when unknown); keys OpenAI always sends are sent, null
   if need be (``logprobs``, ``system_fingerprint``, a chunk's ``usage``).
@@ -12,10 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from cattrs import Converter
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from wrapper.schema import ToolCall, ToolCallFunction
-from wrapper.strict import converter
 
 
 @attrs.frozen(kw_only=True)
@@ -124,6 +126,8 @@ class ModelList:
     object: str = "list"
     data: list[Model]
 
+
+converter = Converter()
 
 # Leaves first: a generated function looks up the hooks of its fields when it is made.
 for _sparse in (DeltaFunction, DeltaToolCall, Delta):

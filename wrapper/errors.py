@@ -1,9 +1,13 @@
 """The project's errors: each one knows the HTTP status and OpenAI type/code it maps to.
 
 Rules kept here:
-- Everything a client can see as an error is one of these classes; the app turns any of
-  them into the OpenAI envelope ``{"error": {"message", "type", "param", "code"}}`` in one
-  place (``WrapperError.envelope``).
+- Everything a client can see as an error is one of these classes. Each is raised as a
+  subclass, never as ``WrapperError`` itself: the class says what went wrong.
+- An error does not render itself: the front door a request came in by does. A renderer
+  (``Renderer``) turns an error into its body: ``openai_envelope``, OpenAI's
+  ``{"error": {"message", "type", "param", "code"}}``, for the OpenAI routes and for
+  everything refused before a route is known; ``anthropic_envelope``, Anthropic's
+  ``{"type": "error", "error": {"type", "message"}}``, for Anthropic-shaped routes.
 - Foreign exceptions (SDK, OS) are translated at the boundary that sees them
   (``wrapper.claude``), so the rest of the code only ever meets these.
 - Messages never include secrets: callers pass text they built, not raw upstream output.
@@ -11,7 +15,18 @@ Rules kept here:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
+
+# Retry hints (seconds, for Retry-After) where nothing measures the wait; upstream's are
+# in wrapper.upstream. A stopping server is most often being restarted (a deploy, a
+# crash: contrib/wrapper.service restarts it after 2 s) and listens about a second after
+# it starts. A full server frees a slot when a run ends, and runs take seconds.
+SHUTDOWN_RETRY_AFTER = 5
+BUSY_RETRY_AFTER = 5
+# Connections turn over far faster than runs, and refusing one costs one small write:
+# a retry each second finds the first free one.
+CONNECTIONS_RETRY_AFTER = 1
 
 
 class WrapperError(Exception):
@@ -36,16 +51,6 @@ class WrapperError(Exception):
         self.instance_code = code if code is not None else self.code
         self.retry_after = retry_after
         self.extra_headers = dict(headers or {})
-
-    def envelope(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.instance_code,
-            }
-        }
 
     def headers(self) -> dict[str, str]:
         out = dict(self.extra_headers)
@@ -196,12 +201,6 @@ class RateLimited(WrapperError):
     type = "rate_limit_exceeded"
     code = "too_many_requests"
 
-    def envelope(self) -> dict[str, Any]:
-        # The seed's clients read retry_after from the body as well as the header.
-        body = super().envelope()
-        body["error"]["retry_after"] = self.retry_after
-        return body
-
 
 class TooManyRuns(RateLimited):
     """Raised when a client already has its cap of Claude Code runs running or queued:
@@ -289,3 +288,53 @@ class SessionLimitReached(WrapperError):
     status = 403
     type = "invalid_request_error"
     code = "session_limit_reached"
+
+
+# --- renderers: an error as the body its front door sends ---------------------------
+
+Renderer = Callable[[WrapperError], dict[str, Any]]
+
+
+def openai_envelope(error: WrapperError) -> dict[str, Any]:
+    """OpenAI's error body."""
+    body: dict[str, Any] = {
+        "message": error.message,
+        "type": error.type,
+        "param": error.param,
+        "code": error.instance_code,
+    }
+    if isinstance(error, RateLimited):
+        # The seed's clients read retry_after from the body as well as the header.
+        body["retry_after"] = error.retry_after
+    return {"error": body}
+
+
+# Anthropic's error types by status (https://docs.claude.com/en/api/errors). Its 529 is
+# our 503: the same "overloaded, retry" for a full or stopping server.
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def anthropic_type(status: int) -> str:
+    """Anthropic's type for ``status``; other 4xx are ``invalid_request_error``, as
+    Anthropic documents, and other 5xx (our 502, 501) are ``api_error``."""
+    if status in ANTHROPIC_TYPES:
+        return ANTHROPIC_TYPES[status]
+    return "invalid_request_error" if status < 500 else "api_error"
+
+
+def anthropic_envelope(error: WrapperError) -> dict[str, Any]:
+    """Anthropic's error body: its type follows the status; the message is ours."""
+    return {
+        "type": "error",
+        "error": {"type": anthropic_type(error.status), "message": error.message},
+    }

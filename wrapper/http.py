@@ -9,6 +9,8 @@ Rules kept here:
   silence and never past the request's deadline (see wrapper.handlers.chat).
 - Writes to one response are serialized by a lock: the keep-alive task and the handler
   both write.
+- An error's body is what its front door renders (a ``Renderer`` of wrapper.errors): the
+  caller passes it, since only the caller knows which API the client speaks.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from typing import Any
 
 import trio
 
-from wrapper.errors import BodyTooLarge, RequestTimeout, WrapperError
+from wrapper.errors import BodyTooLarge, Renderer, RequestTimeout, WrapperError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+# A streamed response's content type; wrapper.app counts the responses that carry it.
+SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 
 
 class ClientGone(Exception):
@@ -94,17 +99,20 @@ async def send_empty(send: Send, status: int, headers: dict[str, str]) -> None:
     await send_raw(send, status, b"", headers)
 
 
-async def send_error(send: Send, error: WrapperError, headers: dict[str, str]) -> None:
-    await send_json(send, error.status, error.envelope(), {**headers, **error.headers()})
+async def send_error(
+    send: Send, error: WrapperError, headers: dict[str, str], render: Renderer
+) -> None:
+    await send_json(send, error.status, render(error), {**headers, **error.headers()})
 
 
 class SSEWriter:
-    """A ``text/event-stream`` response: ``data:`` frames, comment keep-alives, then end."""
+    """A ``text/event-stream`` response: frames (``data:`` lines, named by an ``event:``
+    line when the API names its events), comment keep-alives, then end."""
 
     def __init__(self, send: Send, headers: dict[str, str]) -> None:
         self._send = send
         self._headers = {
-            "content-type": "text/event-stream; charset=utf-8",
+            "content-type": SSE_CONTENT_TYPE,
             "cache-control": "no-cache",
             # nginx buffers proxied responses unless told otherwise per response.
             "x-accel-buffering": "no",
@@ -128,8 +136,12 @@ class SSEWriter:
             await self._send({"type": "http.response.body", "body": data, "more_body": more})
             self.last_write = trio.current_time()
 
-    async def event(self, payload: Any) -> None:
-        await self._write(b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n")
+    async def event(self, payload: Any, name: str | None = None) -> None:
+        """One frame of ``payload`` as JSON; an ``event: name`` line first when named (the
+        Responses and Messages APIs name every event)."""
+        assert name is None or (name != "" and name.isprintable() and name.strip() == name), name
+        data = b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
+        await self._write(data if name is None else f"event: {name}\n".encode() + data)
 
     async def done(self) -> None:
         await self._write(b"data: [DONE]\n\n", more=False)

@@ -154,7 +154,7 @@ class HypercornConfig(hypercorn.config.Config):
 
 def error_response(error: errors.WrapperError) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Headers and body of the envelope for ``error``, on a connection about to close."""
-    body = json.dumps(error.envelope(), separators=(",", ":")).encode()
+    body = json.dumps(errors.openai_envelope(error), separators=(",", ":")).encode()
     headers = {
         "content-type": "application/json",
         "content-length": str(len(body)),
@@ -202,7 +202,7 @@ class H11Protocol(hypercorn.protocol.h11.H11Protocol):
                 "WebSocket is not supported; send plain HTTP requests.",
                 code="websocket_not_supported",
             )
-        return errors.WrapperError("Internal server error.", code="internal_error")
+        return errors.InternalError("Internal server error.")
 
     async def _send_envelope(self, error: errors.WrapperError, *, end: bool) -> None:
         headers, body = error_response(error)
@@ -319,7 +319,7 @@ class TCPServer(hypercorn.trio.tcp_server.TCPServer):
         busy = errors.ServerBusy(
             f"The server has {limit} connections open, its limit; retry shortly.",
             code="too_many_connections",
-            retry_after=1,
+            retry_after=errors.CONNECTIONS_RETRY_AFTER,
         )
         headers, body = error_response(busy)
         head = b"HTTP/1.1 503 Service Unavailable\r\n"

@@ -34,7 +34,7 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from wrapper.errors import RateLimited, ServerBusy, TooManyRuns
+from wrapper.errors import BUSY_RETRY_AFTER, RateLimited, ServerBusy, TooManyRuns
 
 # Enough for every client a small server sees at once; ~100 bytes each.
 MAX_CLIENTS = 10_000
@@ -179,13 +179,13 @@ class RunGate:
             raise TooManyRuns(
                 f"This client already has {self.clients[client]} Claude Code runs running"
                 " or waiting, its maximum; try again when one has finished.",
-                retry_after=5,
+                retry_after=BUSY_RETRY_AFTER,
             )
         if self.limiter.available_tokens == 0 and self.waiting >= self.max_queued:
             raise ServerBusy(
                 f"All {int(self.limiter.total_tokens)} Claude Code slots are busy and"
                 f" {self.waiting} requests are waiting; try again shortly.",
-                retry_after=5,
+                retry_after=BUSY_RETRY_AFTER,
             )
         self.clients[client] += 1
         try:

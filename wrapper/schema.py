@@ -1,8 +1,10 @@
 """OpenAI chat request shapes as attrs classes, and their converter hooks (the response
 shapes are in wrapper.completions).
 
-``parse_chat_request`` structures whatever ``json.loads`` returned into a frozen
-``ChatRequest`` with the strict converter of wrapper.strict.
+``parse_chat_request`` structures a decoded body into a frozen ``ChatRequest`` with
+``converter``, this module's own ``StrictConverter`` (wrapper.strict), which holds the
+hooks of these shapes and no others (the unapplied fields' shapes are structured by
+wrapper.unapplied's converter).
 
 Rules kept here:
 - Strict about what is wrong: no value is coerced. A string is never a number, a number
@@ -15,8 +17,9 @@ Rules kept here:
   0 to 2, at most 2,048 messages and 128 tools... (the constants below), each refused
   with a 400 naming the field. A capped array is measured before its items are
   structured, so no check grows faster than the body.
-- ``decode_chat_request`` takes the raw body: invalid JSON, and JSON nested deeper than
-  the decoder goes, is a 400 ``invalid_json``, never a ``RecursionError``; a body with
+- ``decode_chat_request`` takes the raw body and decodes it with ``strict.decode_json``:
+  anything that is not strict JSON (NaN, ``1e999``, bad UTF-8...) and JSON nested deeper
+  than the decoder goes is a 400 ``invalid_json``, never a ``RecursionError``; a body with
   more than ``MAX_JSON_VALUES`` values is refused before it is decoded at all.
 - Every failure is an ``InvalidRequest`` whose ``param`` is the OpenAI-style path of the
   first bad field (``messages[0].content``) and whose message names that path. No cattrs
@@ -25,24 +28,21 @@ Rules kept here:
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 import attrs
 from cattrs.gen import override
 
+from wrapper import unapplied
 from wrapper.errors import InvalidRequest
 from wrapper.strict import (
+    NotJSON,
     Refused,
-    at_most,
-    between,
-    converter,
+    StrictConverter,
+    TooDeep,
+    decode_json,
     json_name,
-    object_hook,
-    short_str,
-    str_or_list,
     string_map,
     to_invalid_request,
     wrong_type,
@@ -90,9 +90,10 @@ MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 # OpenAI's `safety_identifier`: "a maximum length of 128 characters".
 MAX_SAFETY_IDENTIFIER = 128
 # JSON values in one body. CPython's decoder holds the GIL for its whole run, worker thread
-# or not, at ~0.25 us a value (measured, 10 MiB of `[],`: 1.8 s): this keeps the longest
-# hold near 0.25 s. A real request is mostly text; the worst one the caps above let
-# through, with the smallest content parts, reaches it at about 8 MB.
+# or not, at ~0.25 us a value (measured, 10 MiB of `[],`: 1.8 s), ~0.5 us a decimal number
+# (checked to be finite in Python): this keeps the longest hold near 0.25 s, 0.5 s for a
+# body of nothing but decimals. A real request is mostly text; the worst one the caps
+# above let through, with the smallest content parts, reaches it at about 8 MB.
 MAX_JSON_VALUES = 1_000_000
 
 
@@ -227,6 +228,8 @@ class ChatRequest:
 
 # --- the converter: the hooks these shapes need --------------------------------------
 
+converter = StrictConverter()
+
 
 def _structure_part(value: object, _: object) -> ContentPart:
     if type(value) is not dict:
@@ -262,7 +265,7 @@ def _structure_message(value: object, _: object) -> Message:
     return message
 
 
-_messages = at_most(list[Message], MAX_MESSAGES)
+_messages = converter.at_most(list[Message], MAX_MESSAGES)
 
 
 def _structure_messages(value: object, _: object) -> list[Message]:
@@ -301,6 +304,10 @@ def _structure_n(value: object, _: object) -> object:
 # A predicate, not a class hook: a union of attrs classes would go to cattrs' key-based
 # disambiguator first.
 converter.register_structure_hook_func(lambda t: t == ContentPart, _structure_part)
+# The unapplied fields' shapes: wrapper.unapplied's, structured by its converter.
+converter.register_structure_hook_func(
+    lambda t: getattr(t, "__module__", None) == unapplied.__name__, unapplied.converter.structure
+)
 # Leaves first: make_dict_structure_fn looks up each field's hook when it is called.
 for _cl in (
     TextPart,
@@ -313,44 +320,46 @@ for _cl in (
     FunctionName,
     NamedToolChoice,
 ):
-    converter.register_structure_hook(_cl, object_hook(_cl))
-_structure_message_fields = object_hook(
+    converter.register_structure_hook(_cl, converter.object_hook(_cl))
+_structure_message_fields = converter.object_hook(
     Message,
     role=override(struct_hook=_structure_role),
     content=override(
-        struct_hook=str_or_list(list[ContentPart], "a string or a list of content parts", MAX_PARTS)
+        struct_hook=converter.str_or_list(
+            list[ContentPart], "a string or a list of content parts", MAX_PARTS
+        )
     ),
 )
 converter.register_structure_hook(Message, _structure_message)
 converter.register_structure_hook(
     ChatRequest,
-    object_hook(
+    converter.object_hook(
         ChatRequest,
         messages=override(struct_hook=_structure_messages),
-        model=override(struct_hook=short_str(MAX_MODEL_CHARS)),
+        model=override(struct_hook=converter.short_str(MAX_MODEL_CHARS)),
         n=override(struct_hook=_structure_n),
         stop=override(
-            struct_hook=str_or_list(list[str], "a string or a list of strings", MAX_STOP)
+            struct_hook=converter.str_or_list(list[str], "a string or a list of strings", MAX_STOP)
         ),
-        tools=override(struct_hook=at_most(list[ToolDefinition], MAX_TOOLS)),
-        functions=override(struct_hook=at_most(list[FunctionDefinition], MAX_TOOLS)),
-        allowed_tools=override(struct_hook=at_most(list[str], MAX_TOOLS)),
-        disallowed_tools=override(struct_hook=at_most(list[str], MAX_TOOLS)),
+        tools=override(struct_hook=converter.at_most(list[ToolDefinition], MAX_TOOLS)),
+        functions=override(struct_hook=converter.at_most(list[FunctionDefinition], MAX_TOOLS)),
+        allowed_tools=override(struct_hook=converter.at_most(list[str], MAX_TOOLS)),
+        disallowed_tools=override(struct_hook=converter.at_most(list[str], MAX_TOOLS)),
         tool_choice=override(struct_hook=_one_of(TOOL_CHOICES, NamedToolChoice)),
         function_call=override(struct_hook=_one_of(FUNCTION_CALLS, FunctionName)),
         # OpenAI's ranges, from its reference.
-        temperature=override(struct_hook=between(0, 2)),
-        top_p=override(struct_hook=between(0, 1)),
-        frequency_penalty=override(struct_hook=between(-2, 2)),
-        presence_penalty=override(struct_hook=between(-2, 2)),
-        top_logprobs=override(struct_hook=between(0, 20, int)),
-        logit_bias=override(struct_hook=string_map(between(-100, 100, int))),
+        temperature=override(struct_hook=converter.between(0, 2)),
+        top_p=override(struct_hook=converter.between(0, 1)),
+        frequency_penalty=override(struct_hook=converter.between(-2, 2)),
+        presence_penalty=override(struct_hook=converter.between(-2, 2)),
+        top_logprobs=override(struct_hook=converter.between(0, 20, int)),
+        logit_bias=override(struct_hook=string_map(converter.between(-100, 100, int))),
         metadata=override(
             struct_hook=string_map(
-                short_str(MAX_METADATA_VALUE), MAX_METADATA_PAIRS, MAX_METADATA_KEY
+                converter.short_str(MAX_METADATA_VALUE), MAX_METADATA_PAIRS, MAX_METADATA_KEY
             )
         ),
-        safety_identifier=override(struct_hook=short_str(MAX_SAFETY_IDENTIFIER)),
+        safety_identifier=override(struct_hook=converter.short_str(MAX_SAFETY_IDENTIFIER)),
     ),
 )
 
@@ -366,18 +375,15 @@ def decode_chat_request(body: bytes) -> ChatRequest:
             code="too_many_values",
         )
     try:
-        decoded = json.loads(body, parse_constant=_refuse_constant)
-    except ValueError as exc:  # JSONDecodeError, bad UTF-8, an integer over 4,300 digits
+        decoded = decode_json(body)
+    except TooDeep as exc:
+        raise InvalidRequest(
+            f"The request body nests arrays and objects too deeply to be decoded ({exc}).",
+            code="invalid_json",
+        ) from exc
+    except NotJSON as exc:
         raise InvalidRequest(
             f"The request body is not valid JSON: {exc}.", code="invalid_json"
-        ) from exc
-    except RecursionError as exc:
-        # CPython's decoder spends a stack frame per array or object it is inside, up to
-        # the recursion limit (1,000, less the caller's frames).
-        raise InvalidRequest(
-            "The request body nests arrays and objects too deeply to be decoded"
-            f" (the limit is about {sys.getrecursionlimit()} levels).",
-            code="invalid_json",
         ) from exc
     return parse_chat_request(decoded)
 
@@ -386,11 +392,6 @@ def json_values(body: bytes) -> int:
     """An upper bound on the values a JSON text holds, in C-speed passes over its bytes
     (every value but a container's first follows a ',')."""
     return body.count(b",") + body.count(b"[") + body.count(b"{")
-
-
-def _refuse_constant(name: str) -> object:
-    # Python's json accepts NaN and Infinity; JSON (RFC 8259) does not.
-    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
 def parse_chat_request(body: object) -> ChatRequest:

@@ -30,7 +30,6 @@ Rules kept here:
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any
 
@@ -40,7 +39,7 @@ from wrapper import builtin
 from wrapper.builtin import ToolRequest
 from wrapper.errors import InvalidRequest
 from wrapper.schema import ChatRequest, FunctionDefinition, FunctionName, Message, NamedToolChoice
-from wrapper.strict import MAX_DEPTH, deeper_than
+from wrapper.strict import MAX_DEPTH, NotJSON, TooDeep, decode_json, deeper_than
 
 # OpenAI's rule for function names.
 NAME_RE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
@@ -297,11 +296,11 @@ def conversation(entries: list[tuple[int, Message, str]]) -> tuple[JSONObject, .
 
 def _arguments(arguments: str, param: str) -> JSONObject:
     try:
-        value = json.loads(arguments)
-    except json.JSONDecodeError as exc:
-        raise _invalid(param, f"the arguments are not valid JSON ({exc.msg})") from exc
-    except RecursionError as exc:  # CPython's decoder: a frame per level, ~1,000 at most
+        value = decode_json(arguments)
+    except TooDeep as exc:
         raise _invalid(param, "the arguments nest too deeply to be decoded") from exc
+    except NotJSON as exc:
+        raise _invalid(param, f"the arguments are not valid JSON ({exc})") from exc
     if type(value) is not dict:
         raise _invalid(param, "the arguments must be a JSON object")
     if deeper_than(value, MAX_DEPTH):  # they go on into the transcript, as free-form JSON

@@ -3,8 +3,9 @@
 Claude Code has no use for ``audio``, ``response_format``, ``prediction`` and the rest (yet),
 but a client that sends one with the wrong type has a bug it should hear about, as OpenAI
 would tell it. So each is typed as OpenAI's reference types it (the ``openai`` package's
-``CompletionCreateParams``, generated from OpenAI's OpenAPI spec), structured by the strict
-converter, and otherwise ignored.
+``CompletionCreateParams``, generated from OpenAI's OpenAPI spec), structured by this
+module's own strict ``converter`` (wrapper.schema hands these fields to it), and otherwise
+ignored.
 
 Rules kept here:
 - Types are checked to the leaves; unknown keys inside these objects are ignored, as
@@ -22,7 +23,7 @@ from __future__ import annotations
 import attrs
 from cattrs.gen import override
 
-from wrapper.strict import converter, object_hook, str_or_list, wrong_type
+from wrapper.strict import StrictConverter, wrong_type
 
 
 @attrs.frozen(kw_only=True)
@@ -121,6 +122,8 @@ def _structure_voice(value: object, _: object) -> object:
     raise wrong_type("a string or an object with an 'id'", value)
 
 
+converter = StrictConverter()
+
 # Leaves first: make_dict_structure_fn looks up each field's hook when it is called.
 for _cl in (
     VoiceId,
@@ -136,16 +139,18 @@ for _cl in (
     Moderation,
     PromptCacheOptions,
 ):
-    converter.register_structure_hook(_cl, object_hook(_cl))
+    converter.register_structure_hook(_cl, converter.object_hook(_cl))
 converter.register_structure_hook(
-    Audio, object_hook(Audio, voice=override(struct_hook=_structure_voice))
+    Audio, converter.object_hook(Audio, voice=override(struct_hook=_structure_voice))
 )
 converter.register_structure_hook(
     Prediction,
-    object_hook(
+    converter.object_hook(
         Prediction,
         content=override(
-            struct_hook=str_or_list(list[PredictedText], "a string or a list of text parts")
+            struct_hook=converter.str_or_list(
+                list[PredictedText], "a string or a list of text parts"
+            )
         ),
     ),
 )

@@ -140,7 +140,8 @@ class Completions:
             return answer, finished
         if stop.cancelled_caught and not timeout.cancelled_caught:
             raise errors.ShuttingDown(
-                "The server is shutting down; the run was stopped.", retry_after=5
+                "The server is shutting down; the run was stopped.",
+                retry_after=errors.SHUTDOWN_RETRY_AFTER,
             )
         raise errors.Timeout(f"Claude Code did not finish within {self.config.timeout:g} seconds.")
 
@@ -189,7 +190,7 @@ class Completions:
         if failure is not None:
             if not sse.started:  # nothing sent: the error keeps its status
                 raise failure
-            await sse.event(failure.envelope())
+            await sse.event(errors.openai_envelope(failure))
             await sse.end()
             return
         if not role_sent:

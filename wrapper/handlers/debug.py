@@ -1,26 +1,31 @@
 """``POST /v1/debug/request`` (only with ``DEBUG_MODE``): how a chat request body would be
-parsed and turned into a Claude Code run, or the validation error it gets. Runs nothing."""
+parsed and turned into a Claude Code run, or the validation error it gets. Runs nothing.
+
+The body goes through the chat route's own parser (``convert.parse``), so what this says
+of a body is what the chat route would do with it: ``{"valid": true, ...}`` with the
+parsed request and the run, or ``{"valid": false, "error": ...}`` with the 400 the chat
+route would answer, both with status 200.
+"""
 
 from __future__ import annotations
 
 from wrapper import errors
 from wrapper.app import Request
 from wrapper.completions import to_json
-from wrapper.convert import to_turn
+from wrapper.convert import parse
 from wrapper.http import send_json
-from wrapper.schema import decode_chat_request
 
 
 async def inspect(request: Request, *, default_model: str) -> None:
     try:
-        chat = decode_chat_request(request.body)
-        turn = to_turn(chat, default_model)
-    except errors.WrapperError as exc:
-        payload = {"valid": False, **exc.envelope()}
+        parsed = parse(request.body, default_model)
+    except errors.InvalidRequest as exc:
+        payload = {"valid": False, **errors.openai_envelope(exc)}
     else:
+        turn = parsed.ask.turn
         payload = {
             "valid": True,
-            "parsed": to_json(chat),
+            "parsed": to_json(parsed.request),
             "claude_run": {
                 "model": turn.model,
                 "system_prompt": turn.system_prompt,
