@@ -121,9 +121,9 @@ async def _crash(request: Request) -> None:
     raise RuntimeError("a bug")
 
 
-def _with_test_routes(config: Config) -> list[Route]:
+def _with_test_routes(config: Config, **services: Any) -> list[Route]:
     return [
-        *routes(config),
+        *routes(config, **services),
         Route("POST", "/test/anthropic", _refuse, render=anthropic_envelope),
         Route("POST", "/test/anthropic/crash", _crash, render=anthropic_envelope),
         Route("POST", "/test/openai/crash", _crash),
