@@ -73,6 +73,9 @@ class Reply:
     tool_uses: tuple[ToolUse, ...] = ()
     # Seconds before the answer (its status) starts: a slow API, or one that fails slowly.
     wait: float = 0.0
+    # Thinking pieces, sent (as a thinking block before the text) only when the request
+    # turns thinking on, as the API does.
+    thinking: tuple[str, ...] = ()
     # Set by the test: the answer ends (message_delta, message_stop) only once it is.
     hold: trio.Event | None = None
 
@@ -245,6 +248,16 @@ async def _watch_abort(receive: Receive, record: Recorded, scope: trio.CancelSco
     scope.cancel()
 
 
+# What the mock signs its thinking with (the API's signature is opaque to clients).
+SIGNATURE = "mock-signature"
+
+
+def thinks(reply: Reply, record: Recorded) -> bool:
+    """Whether the answer carries thinking: scripted, and asked for by the request."""
+    thinking = record.body.get("thinking") or {}
+    return bool(reply.thinking) and thinking.get("type") in ("enabled", "adaptive")
+
+
 async def _send_error(send: Send, reply: Reply) -> None:
     payload = {"type": "error", "error": {"type": reply.error_type, "message": "mock error"}}
     headers = [(b"content-type", b"application/json")]
@@ -277,6 +290,9 @@ async def _send_message(send: Send, reply: Reply, record: Recorded) -> None:
         await reply.hold.wait()
     message = _message(reply, record)
     message["content"] = [{"type": "text", "text": "".join(reply.chunks)}] if reply.chunks else []
+    if thinks(reply, record):
+        thought = {"type": "thinking", "thinking": "".join(reply.thinking), "signature": SIGNATURE}
+        message["content"].insert(0, thought)
     message["content"] += [
         {"type": "tool_use", "id": t.id, "name": t.name, "input": t.input} for t in reply.tool_uses
     ]
@@ -301,6 +317,10 @@ async def _send_stream(send: Send, reply: Reply, record: Recorded) -> None:
 
     await emit({"type": "message_start", "message": _message(reply, record)})
     blocks: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    if thinks(reply, record):
+        thinking_deltas = [{"type": "thinking_delta", "thinking": t} for t in reply.thinking]
+        thinking_deltas.append({"type": "signature_delta", "signature": SIGNATURE})
+        blocks.append(({"type": "thinking", "thinking": "", "signature": ""}, thinking_deltas))
     if reply.chunks:
         text_deltas = [{"type": "text_delta", "text": chunk} for chunk in reply.chunks]
         blocks.append(({"type": "text", "text": ""}, text_deltas))

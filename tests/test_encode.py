@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import openai.types.chat as oa
 import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from wrapper import errors, events
-from wrapper.completions import ChatCompletionChunk, PromptTokensDetails, Usage, to_json
+from wrapper.completions import (
+    ChatCompletionChunk,
+    CompletionTokensDetails,
+    PromptTokensDetails,
+    Usage,
+    to_json,
+)
 from wrapper.encode import ChatEncoder, finish, finish_reason, usage
 from wrapper.events import (
     Answer,
@@ -148,6 +155,30 @@ def openai_usage(prompt: int, completion: int, cached: int = 0) -> Usage:
         ),
         ({"input_tokens": 9, "output_tokens": {"n": 1}}, openai_usage(9, 0)),
         ({"input_tokens": True, "output_tokens": False}, openai_usage(0, 0)),
+        # Thinking tokens, when Claude Code counts them (its 0 is not a count).
+        (
+            {
+                "input_tokens": 1,
+                "output_tokens": 9,
+                "output_tokens_details": {"thinking_tokens": 4},
+            },
+            attrs.evolve(
+                openai_usage(1, 9),
+                completion_tokens_details=CompletionTokensDetails(reasoning_tokens=4),
+            ),
+        ),
+        (
+            {
+                "input_tokens": 1,
+                "output_tokens": 9,
+                "output_tokens_details": {"thinking_tokens": 0},
+            },
+            openai_usage(1, 9),
+        ),
+        (
+            {"output_tokens": 2, "output_tokens_details": {"thinking_tokens": "4"}},
+            openai_usage(0, 2),
+        ),
         # Fields we do not map are ignored.
         (
             {"input_tokens": 1, "output_tokens": 2, "server_tool_use": {"web_search_requests": 1}},
@@ -228,15 +259,33 @@ def test_chunk_json(chunk: ChatCompletionChunk | None, expected: dict[str, Any])
     "event",
     [
         Began(),
-        ReasoningDelta("thinking is not shown"),
         Restarted("again"),
         ended(),
         Failed(errors.UpstreamError("Claude Code failed.")),
     ],
-    ids=["began", "reasoning", "restarted", "finished", "failed"],
+    ids=["began", "restarted", "finished", "failed"],
 )
 def test_only_deltas_are_chunks(event: Event) -> None:
     assert ENCODER.delta_chunk(event) is None
+
+
+def test_thinking_is_a_reasoning_delta_or_nothing() -> None:
+    shown = ENCODER.delta_chunk(ReasoningDelta("hm"))
+    assert shown is not None and to_json(shown) == chunk_json({"reasoning_content": "hm"})
+    hidden = attrs.evolve(ENCODER, reasoning=False)
+    assert hidden.delta_chunk(ReasoningDelta("hm")) is None
+
+
+@pytest.mark.parametrize("shown", [True, False])
+def test_thinking_in_a_completion_is_reasoning_content(shown: bool) -> None:
+    answer = Answer()
+    for event in (ReasoningDelta("Think"), ReasoningDelta("ing."), TextDelta("Answer.")):
+        answer.add(event)
+    encoder = attrs.evolve(ENCODER, reasoning=shown)
+    message = to_json(encoder.completion(answer, ended()))["choices"][0]["message"]
+    assert message["content"] == "Answer."
+    assert message.get("reasoning_content") == ("Thinking." if shown else None)
+    assert ("reasoning_content" in message) is shown
 
 
 @pytest.mark.parametrize(

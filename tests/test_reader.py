@@ -252,6 +252,28 @@ TEXT_CASES: list[tuple[str, list[Message], list[Event | FailedShape]]] = [
         ],
     ),
     (
+        # The CLI's retry of a broken stream comes whole: its thinking too.
+        "thinking-never-streamed-comes-whole",
+        [
+            confirmed(ThinkingBlock("Retrying.", "sig"), TextBlock("Hi.")),
+            result(),
+        ],
+        [ReasoningDelta("Retrying."), TextDelta("Hi."), finished()],
+    ),
+    (
+        # Claude Code confirms each block as it completes: the thinking, then the text.
+        "thinking-confirmed-alone-is-not-repeated",
+        [
+            message_start(),
+            thinking(0, "Hm."),
+            confirmed(ThinkingBlock("Hm.", "sig")),
+            text(1, "Yes."),
+            confirmed(TextBlock("Yes.")),
+            result(),
+        ],
+        [Began(), ReasoningDelta("Hm."), TextDelta("Yes."), finished()],
+    ),
+    (
         "began-once-on-the-first-message-start",
         [
             message_start(),

@@ -26,19 +26,29 @@ class PromptTokensDetails:
 
 
 @attrs.frozen(kw_only=True)
+class CompletionTokensDetails:
+    reasoning_tokens: int
+
+
+@attrs.frozen(kw_only=True)
 class Usage:
+    """``completion_tokens_details`` only when the reasoning tokens are known."""
+
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 @attrs.frozen(kw_only=True)
 class ResponseMessage:
-    """``tool_calls`` and the legacy ``function_call`` are sent only when present."""
+    """``tool_calls``, the legacy ``function_call`` and ``reasoning_content`` (Claude's
+    thinking, as DeepSeek and OpenRouter send it) are sent only when present."""
 
     role: str = "assistant"
     content: str | None
+    reasoning_content: str | None = None
     refusal: None = None
     tool_calls: list[ToolCall] | None = None
     function_call: ToolCallFunction | None = None
@@ -88,6 +98,7 @@ class Delta:
 
     role: str | None = None
     content: str | None = None
+    reasoning_content: str | None = None
     tool_calls: list[DeltaToolCall] | None = None
     function_call: DeltaFunction | None = None
 
@@ -139,8 +150,15 @@ converter.register_unstructure_hook(
     make_dict_unstructure_fn(
         ResponseMessage,
         converter,
+        reasoning_content=override(omit_if_default=True),
         tool_calls=override(omit_if_default=True),
         function_call=override(omit_if_default=True),
+    ),
+)
+converter.register_unstructure_hook(
+    Usage,
+    make_dict_unstructure_fn(
+        Usage, converter, completion_tokens_details=override(omit_if_default=True)
     ),
 )
 for _cls in (ChatCompletion, ChatCompletionChunk):

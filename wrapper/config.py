@@ -175,6 +175,8 @@ class Config:
     max_sessions_per_key: int = 1_000
     # Resume the Claude session of a stateless conversation this server answered before.
     session_auto_continue: bool = True
+    # Send Claude's thinking to clients as ``reasoning_content`` (never inside ``content``).
+    show_reasoning: bool = True
 
     def claude_environment(self) -> dict[str, str]:
         """The environment every CLI process starts from: the allowed variables of the
@@ -306,6 +308,8 @@ def load(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     kwargs["notify_socket"] = process_env.get("NOTIFY_SOCKET") or None
     if (auto := get("SESSION_AUTO_CONTINUE")) is not None:
         kwargs["session_auto_continue"] = values.flag("SESSION_AUTO_CONTINUE", auto)
+    if (shown := get("SHOW_REASONING")) is not None:
+        kwargs["show_reasoning"] = values.flag("SHOW_REASONING", shown)
     if (state := values.state_dir(get)) is not None:
         kwargs["state_dir"] = state
     # .env settings the process environment does not override reach the CLI too

@@ -21,6 +21,7 @@ from wrapper.completions import (
     ChatCompletionChunk,
     Choice,
     ChunkChoice,
+    CompletionTokensDetails,
     Delta,
     DeltaFunction,
     DeltaToolCall,
@@ -60,23 +61,29 @@ def usage(counts: events.Usage) -> Usage:
     """OpenAI usage from Anthropic's: ``prompt_tokens`` is all input, cache reads and
     writes included, with the cache reads repeated in ``cached_tokens``."""
     prompt = counts.all_input
+    thinking = counts.thinking_tokens
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=counts.output_tokens,
         total_tokens=prompt + counts.output_tokens,
         prompt_tokens_details=PromptTokensDetails(cached_tokens=counts.cache_read_input_tokens),
+        completion_tokens_details=None
+        if thinking is None
+        else CompletionTokensDetails(reasoning_tokens=thinking),
     )
 
 
 @attrs.frozen
 class ChatEncoder:
-    """One completion's encoder: what every chunk repeats (id, created, model) and the
-    request's form of calls (``legacy``)."""
+    """One completion's encoder: what every chunk repeats (id, created, model), the
+    request's form of calls (``legacy``), and whether Claude's thinking is shown
+    (``reasoning``: as ``reasoning_content``, never inside ``content``)."""
 
     id: str
     created: int
     model: str
     legacy: bool = False
+    reasoning: bool = True
 
     def chunk(
         self, delta: Delta, finish: str | None = None, cost_usd: float | None = None
@@ -93,10 +100,12 @@ class ChatEncoder:
         return self.chunk(Delta(role="assistant", content=""))
 
     def delta_chunk(self, event: events.Event) -> ChatCompletionChunk | None:
-        """The chunk of a delta event; None for the others (reasoning is not shown yet)."""
+        """The chunk of a delta event; None for the others (and thinking not shown)."""
         match event:
             case events.TextDelta(text):
                 return self.chunk(Delta(content=text))
+            case events.ReasoningDelta(text) if self.reasoning:
+                return self.chunk(Delta(reasoning_content=text))
             case events.CallStarted(index, id_, name):
                 return self._call_chunk(index, DeltaFunction(name=name, arguments=""), id_)
             case events.CallArguments(index, fragment):
@@ -140,7 +149,7 @@ class ChatEncoder:
             choices=[
                 Choice(
                     index=0,
-                    message=self._message(answer.text, answer.calls),
+                    message=self._message(answer),
                     finish_reason=finish(finished.stop_reason, called, self.legacy),
                 )
             ],
@@ -148,14 +157,18 @@ class ChatEncoder:
             cost_usd=finished.cost_usd,
         )
 
-    def _message(self, text: str, calls: list[events.Call]) -> ResponseMessage:
+    def _message(self, answer: events.Answer) -> ResponseMessage:
+        text, calls = answer.text, answer.calls
+        reasoning = (answer.reasoning or None) if self.reasoning else None
         if not calls:
-            return ResponseMessage(content=text)
+            return ResponseMessage(content=text, reasoning_content=reasoning)
         content = text or None  # OpenAI sends null content beside calls when there is none
         functions = [ToolCallFunction(name=c.name, arguments=c.arguments) for c in calls]
         if self.legacy:
-            return ResponseMessage(content=content, function_call=functions[0])
+            return ResponseMessage(
+                content=content, reasoning_content=reasoning, function_call=functions[0]
+            )
         tool_calls = [
             ToolCall(id=call_id(c.id), function=f) for c, f in zip(calls, functions, strict=True)
         ]
-        return ResponseMessage(content=content, tool_calls=tool_calls)
+        return ResponseMessage(content=content, reasoning_content=reasoning, tool_calls=tool_calls)

@@ -70,23 +70,34 @@ class Restarted:
 
 @attrs.frozen
 class Usage:
-    """Token counts as the Anthropic API reports them (input apart from the cache)."""
+    """Token counts as the Anthropic API reports them (input apart from the cache), and
+    the thinking tokens among the output when Claude Code reports a count: it reports 0
+    for answers that did think (measured with CLI 2.1.332), so 0 is not a count."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    thinking_tokens: int | None = None
 
     @classmethod
     def from_raw(cls, raw: dict[str, object] | None) -> Usage:
-        """From the CLI's result ``usage``; a missing or odd count is 0."""
+        """From the CLI's result ``usage``; a missing or odd count is 0 (thinking: None)."""
         raw = raw or {}
 
         def count(key: str) -> int:
             value = raw.get(key)
             return value if type(value) is int else 0
 
-        return cls(*(count(field.name) for field in attrs.fields(cls)))
+        details = raw.get("output_tokens_details")
+        thinking = details.get("thinking_tokens") if isinstance(details, dict) else None
+        return cls(
+            count("input_tokens"),
+            count("output_tokens"),
+            count("cache_creation_input_tokens"),
+            count("cache_read_input_tokens"),
+            thinking if type(thinking) is int and thinking > 0 else None,
+        )
 
     @property
     def all_input(self) -> int:

@@ -30,6 +30,7 @@ from claude_agent_sdk import (
     ResultMessage,
     StreamEvent,
     TextBlock,
+    ThinkingBlock,
     ToolUseBlock,
 )
 
@@ -64,6 +65,7 @@ class Reader:
         self.single = single
         self.streamed = ""  # the text given out so far
         self.confirmed = ""  # the text of the assistant messages Claude Code confirmed
+        self._thinking_streamed = False  # did the message being streamed think aloud?
         self.error_kind: str | None = None  # of a synthetic "API Error" message
         self.ending: Finished | Failed | None = None
         self._began = False
@@ -114,6 +116,7 @@ class Reader:
         delta = event.get("delta", {})
         if kind == "message_start":
             self._blocks = {}
+            self._thinking_streamed = False
             if not self._began:
                 self._began = True
                 return [Began()]
@@ -134,6 +137,7 @@ class Reader:
                 self.streamed += delta["text"]
                 return [TextDelta(str(delta["text"]))]
             if delta.get("type") == "thinking_delta":
+                self._thinking_streamed = True
                 return [ReasoningDelta(str(delta["thinking"]))]
             id_ = self._blocks.get(event.get("index", -1))
             fragment = delta.get("partial_json")
@@ -147,8 +151,14 @@ class Reader:
         if message.error is not None:  # a synthetic "API Error: ..." message
             self.error_kind = message.error
             return []
-        self.confirmed += "".join(b.text for b in message.content if isinstance(b, TextBlock))
         events: list[Event] = []
+        # Thinking goes out as it streams; a message's thinking that never streamed (the
+        # CLI's unstreamed retry) goes out whole when confirmed. Thinking is not checked
+        # against what streamed: a retry's other thinking does not void the answer.
+        thinking = "".join(b.thinking for b in message.content if isinstance(b, ThinkingBlock))
+        if thinking and not self._thinking_streamed:
+            events.append(ReasoningDelta(thinking))
+        self.confirmed += "".join(b.text for b in message.content if isinstance(b, TextBlock))
         if not self.confirmed.startswith(self.streamed):
             events.append(Restarted(self.confirmed))
         elif rest := self.confirmed[len(self.streamed) :]:

@@ -101,6 +101,7 @@ class Completions:
             created=int(time.time()),
             model=planned.turn.model,
             legacy=parsed.legacy,
+            reasoning=config.show_reasoning,
         )
         deadline = trio.current_time() + config.timeout
         if parsed.request.stream:
