@@ -123,6 +123,21 @@ def _escape(text: str) -> str:
     return FORGED_TAG.sub("&lt;", text)
 
 
+def stops(request: ChatRequest) -> tuple[str, ...]:
+    """The request's stop sequences (``stop``: a string or up to 4), each once."""
+    if request.stop is None:
+        return ()
+    listed = isinstance(request.stop, list)
+    sequences = request.stop if isinstance(request.stop, list) else [request.stop]
+    for index, sequence in enumerate(sequences):
+        if not sequence:
+            param = f"stop[{index}]" if listed else "stop"
+            raise InvalidRequest(
+                f"Invalid value for '{param}': a stop sequence cannot be empty.", param=param
+            )
+    return tuple(dict.fromkeys(sequences))
+
+
 @attrs.frozen
 class Parsed:
     """A chat request body, parsed and turned into what it asks of Claude Code."""
@@ -143,5 +158,6 @@ def parse(body: bytes, default_model: str, session_header: str | None = None) ->
         builtin=calling.builtin,
         conversation=conversation(request),
         session_id=plan.session_id_of(request.session_id, session_header),
+        stops=stops(request),
     )
     return Parsed(request, ask, calling.legacy)

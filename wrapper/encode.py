@@ -57,9 +57,11 @@ def finish(stop_reason: str | None, called: bool, legacy: bool) -> str:
     return "stop" if reason == "tool_calls" else reason
 
 
-def usage(counts: events.Usage) -> Usage:
+def usage(counts: events.Usage | None) -> Usage | None:
     """OpenAI usage from Anthropic's: ``prompt_tokens`` is all input, cache reads and
-    writes included, with the cache reads repeated in ``cached_tokens``."""
+    writes included, with the cache reads repeated in ``cached_tokens``. None: unknown."""
+    if counts is None:
+        return None
     prompt = counts.all_input
     thinking = counts.thinking_tokens
     return Usage(

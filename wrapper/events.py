@@ -107,12 +107,14 @@ class Usage:
 @attrs.frozen
 class Finished:
     """The run ended with an answer. ``stop_reason`` is Claude's (``tool_use`` when it
-    ended at the client's calls); ``session_id`` is the Claude session that holds it."""
+    ended at the client's calls); ``session_id`` is the Claude session that holds it.
+    Usage, cost and session are None when unknown: a run the server cut short at a stop
+    sequence (wrapper.output) has none reported."""
 
     stop_reason: str | None
-    usage: Usage
+    usage: Usage | None
     cost_usd: float | None
-    session_id: str
+    session_id: str | None
 
 
 @attrs.frozen

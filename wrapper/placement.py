@@ -54,7 +54,7 @@ import trio
 
 from wrapper import errors, places
 from wrapper.config import Config
-from wrapper.events import Answer, Finished
+from wrapper.events import Answer, Finished, Usage
 from wrapper.places import Place
 from wrapper.plan import Continued, InSession, Plan, Scratch, Turn
 from wrapper.points import Points, snapshot
@@ -81,8 +81,10 @@ class Site:
     finished: Finished | None = None
 
     def keep(self, answer: Answer, finished: Finished) -> None:
-        """The run answered: record it when the site closes."""
-        self.answer, self.finished = answer, finished
+        """The run answered: record it when the site closes. An answer with no Claude
+        session (a run cut short by the server) cannot be resumed, so it is not kept."""
+        if finished.session_id is not None:
+            self.answer, self.finished = answer, finished
 
 
 class Placement:
@@ -148,10 +150,10 @@ class Placement:
             except BaseException:
                 await self.points.rollback(pending)
                 raise
-            if site.finished is None:
+            if site.finished is None or site.finished.session_id is None:
                 await self.points.rollback(pending)
                 return
-            usage = site.finished.usage
+            usage = site.finished.usage or Usage()
             record = TurnRecord(
                 claude_session_id=site.finished.session_id,
                 model=turn.model,
@@ -187,10 +189,11 @@ class Placement:
             await self._make(place)
             yield site
             answer, finished = site.answer, site.finished
-            if answer is not None and finished is not None and answer.text and not answer.calls:
+            session = finished.session_id if finished is not None else None
+            if answer is not None and session is not None and answer.text and not answer.calls:
                 key = history_key(tenant, [*where.conversation, ("assistant", answer.text)])
                 with trio.CancelScope(shield=True):
-                    kept = await self._record(key, finished.session_id, place.root)
+                    kept = await self._record(key, session, place.root)
         finally:
             if fresh and not kept:  # nothing can continue it: leave nothing behind
                 with trio.CancelScope(shield=True):

@@ -60,6 +60,8 @@ class Ask:
     # (role, text) of the messages but the system ones: what a conversation's key hashes.
     conversation: tuple[tuple[str, str], ...]
     session_id: str | None = None
+    # Stop sequences: the answer ends before the first (wrapper.output).
+    stops: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -90,6 +92,7 @@ Where = Scratch | InSession | Continued
 class Plan:
     turn: Turn
     where: Where
+    stops: tuple[str, ...] = ()
 
 
 def plan(ask: Ask, config: Config) -> Plan:
@@ -103,19 +106,24 @@ def plan(ask: Ask, config: Config) -> Plan:
                 param="tools" if turn.functions else "messages",
                 code="unsupported_in_session",
             )
+        if ask.stops:  # the transcript would keep what Claude wrote past the stop
+            raise errors.InvalidRequest(
+                "'stop' is not supported in a session yet: the session's transcript would"
+                " keep what Claude wrote past the stop sequence.",
+                param="stop",
+                code="unsupported_in_session",
+            )
         return Plan(turn, InSession(ask.session_id, len(ask.conversation)))
-    if (
-        config.session_auto_continue
-        and continuable(turn, ask)
-        and ask.conversation[-1][0] == "user"
-    ):
+    last_role = ask.conversation[-1][0]
+    if config.session_auto_continue and continuable(turn, ask) and last_role == "user":
         return Plan(turn, Continued(ask.conversation))
-    return Plan(turn, Scratch())
+    return Plan(turn, Scratch(), ask.stops)
 
 
 def continuable(turn: Turn, ask: Ask) -> bool:
-    """Plain conversations only: calls and built-in tools keep their own paths."""
-    return not (turn.messages or turn.functions or ask.builtin.enabled)
+    """Plain conversations only: calls and built-in tools keep their own paths, and an
+    answer cut at a stop sequence is not the one Claude's transcript holds."""
+    return not (turn.messages or turn.functions or ask.builtin.enabled or ask.stops)
 
 
 def session_id_of(body: str | None, header: str | None) -> str | None:

@@ -55,6 +55,7 @@ from wrapper.encode import ChatEncoder
 from wrapper.events import Answer, Event, Finished
 from wrapper.http import SSEWriter, header, send_json
 from wrapper.limits import RunGate
+from wrapper.output import STOPPED, StopScanner
 from wrapper.placement import Placement
 
 # Bodies up to this size are parsed on the event loop: a thread hop costs ~100 us, as much
@@ -119,6 +120,7 @@ class Completions:
         and the shutdown scope; each event goes to ``on_event``, which may end the run by
         raising. What it reports goes to the access log and the metrics (never content)."""
         answer = Answer()
+        scanner = StopScanner(planned.stops)
         with trio.move_on_at(deadline) as timeout, self.drain.run_scope() as stop:
             async with self.placement.open(planned, request.tenant) as site:
                 async with (
@@ -126,16 +128,21 @@ class Completions:
                     self.backend.run(site.turn, site.place) as run,
                 ):
                     async for event in run:
-                        answer.add(event)
-                        if isinstance(event, events.Failed):
-                            raise event.error
-                        if on_event is not None:
-                            await on_event(event)
+                        for shown in scanner.feed(event):
+                            answer.add(shown)
+                            if isinstance(shown, events.Failed):
+                                raise shown.error
+                            if on_event is not None:
+                                await on_event(shown)
+                        if scanner.stopped:  # leaving interrupts the run at once
+                            answer.add(STOPPED)
+                            break
                 finished = answer.finished
                 assert finished is not None  # the run's last event, if not Failed
                 site.keep(answer, finished)
-            request.log["prompt_tokens"] = finished.usage.all_input
-            request.log["completion_tokens"] = finished.usage.output_tokens
+            if finished.usage is not None:
+                request.log["prompt_tokens"] = finished.usage.all_input
+                request.log["completion_tokens"] = finished.usage.output_tokens
             if finished.cost_usd is not None:
                 request.log["cost_usd"] = finished.cost_usd
             return answer, finished
