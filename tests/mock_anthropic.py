@@ -230,6 +230,7 @@ class MockAnthropic:
         if reply.status != 200:
             await _send_error(send, reply)
             return
+        reply = _within_max_tokens(reply, record)
         if not record.body.get("stream"):
             await _send_message(send, reply, record)
             return
@@ -246,6 +247,24 @@ async def _watch_abort(receive: Receive, record: Recorded, scope: trio.CancelSco
     if record.finished is None:
         record.aborted_at = trio.current_time()
     scope.cancel()
+
+
+def _within_max_tokens(reply: Reply, record: Recorded) -> Reply:
+    """The answer the API gives within the request's ``max_tokens``, counting each text
+    chunk and thinking piece as one token: cut there, with ``stop_reason: max_tokens``."""
+    limit = record.body.get("max_tokens")
+    thinking = len(reply.thinking) if thinks(reply, record) else 0
+    if not isinstance(limit, int) or thinking + len(reply.chunks) <= limit:
+        return reply
+    kept = max(0, limit - thinking)
+    return attrs.evolve(
+        reply,
+        chunks=reply.chunks[:kept],
+        thinking=reply.thinking[:limit],
+        stop_reason="max_tokens",
+        output_tokens=limit,
+        tool_uses=(),
+    )
 
 
 # What the mock signs its thinking with (the API's signature is opaque to clients).

@@ -14,8 +14,16 @@ from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper import plan
 from wrapper.config import Config
 from wrapper.convert import parse
-from wrapper.events import CallStarted, Event, Finished, Restarted, TextDelta, Usage
-from wrapper.output import StopScanner
+from wrapper.events import (
+    CallStarted,
+    Event,
+    Finished,
+    MessageEnd,
+    Restarted,
+    TextDelta,
+    Usage,
+)
+from wrapper.output import STOPPED, Output, StopScanner
 from wrapper.plan import Continued, Scratch
 
 END = Finished("end_turn", Usage(), 0.01, "s1")
@@ -26,7 +34,7 @@ def scan(stops: tuple[str, ...], *pieces: str | Event) -> tuple[list[Event], boo
     out: list[Event] = []
     for piece in pieces:
         out += scanner.feed(TextDelta(piece) if isinstance(piece, str) else piece)
-    return out, scanner.stopped
+    return out, scanner.ending is STOPPED
 
 
 def texts(events: list[Event]) -> list[str]:
@@ -86,19 +94,62 @@ def test_a_restart_is_scanned_whole() -> None:
     assert stopped
 
 
-def test_no_stops_changes_nothing() -> None:
-    out, stopped = scan((), "any", "END", END)
-    assert out == [TextDelta("any"), TextDelta("END"), END]
-    assert not stopped
+def test_no_filters_change_nothing() -> None:
+    output = Output()
+    events = [TextDelta("any"), MessageEnd("max_tokens", Usage(output_tokens=9)), END]
+    assert [out for e in events for out in output.feed(e)] == events
+    assert output.ending is None
 
 
-def test_a_stopped_answer_is_never_continued() -> None:
-    # Claude's transcript would hold what it wrote past the stop: run afresh each time.
-    request = b'{"messages": [{"role": "user", "content": "hi"}], "stop": "x"}'
+def used(output_tokens: int, input_tokens: int = 11) -> Usage:
+    return Usage(input_tokens=input_tokens, output_tokens=output_tokens)
+
+
+@pytest.mark.parametrize(
+    ("limit", "ends", "ending"),
+    [
+        # The API stopped the message at the limit (Claude Code would go on by itself).
+        (5, [MessageEnd("max_tokens", used(5))], Finished("max_tokens", used(5), None, None)),
+        # Under the limit: the run goes on to its own end.
+        (5, [MessageEnd("end_turn", used(4))], None),
+        # Several messages (Claude Code's own tools between them) add up to the limit.
+        (
+            6,
+            [MessageEnd("tool_use", used(3)), MessageEnd("tool_use", used(3, 20))],
+            Finished("max_tokens", used(6, 31), None, None),
+        ),
+        (7, [MessageEnd("tool_use", used(3)), MessageEnd("end_turn", used(3))], None),
+    ],
+)
+def test_token_budget(limit: int, ends: list[MessageEnd], ending: Finished | None) -> None:
+    output = Output(max_tokens=limit)
+    for end in ends:
+        assert output.feed(end) == [end]
+    assert output.ending == ending
+
+
+def test_text_held_for_a_stop_goes_out_when_the_budget_ends_the_answer() -> None:
+    output = Output(stops=("END",), max_tokens=2)
+    assert output.feed(TextDelta("abcEN")) == [TextDelta("abc")]
+    end = MessageEnd("max_tokens", used(2))
+    assert output.feed(end) == [TextDelta("EN"), end]
+    assert output.ending == Finished("max_tokens", used(2), None, None)
+    assert output.feed(TextDelta("late")) == []
+
+
+@pytest.mark.parametrize(
+    ("extra", "stops", "limit"), [(b', "stop": "x"', ("x",), None), (b', "max_tokens": 5', (), 5)]
+)
+def test_an_answer_the_server_cuts_is_never_continued(
+    extra: bytes, stops: tuple[str, ...], limit: int | None
+) -> None:
+    # Claude's transcript would hold what it wrote past the cut: run afresh each time.
+    plain = b'{"messages": [{"role": "user", "content": "hi"}]}'
+    request = plain[:-1] + extra + b"}"
     planned = plan.plan(parse(request, MODEL).ask, Config(session_auto_continue=True))
-    assert (planned.where, planned.stops) == (Scratch(), ("x",))
-    unstopped = request.replace(b', "stop": "x"', b"")
-    assert isinstance(plan.plan(parse(unstopped, MODEL).ask, Config()).where, Continued)
+    assert (planned.where, planned.stops, planned.max_tokens) == (Scratch(), stops, limit)
+    assert planned.turn.max_output_tokens == limit
+    assert isinstance(plan.plan(parse(plain, MODEL).ask, Config()).where, Continued)
 
 
 # --- through the server -------------------------------------------------------------------
@@ -136,9 +187,50 @@ async def test_a_streamed_stop_never_shows_its_text(
     assert mock.messages[0].finished is None  # the upstream stream was cut, not finished
 
 
+WORDS = Reply(chunks=("one", " two", " three", " four", " five"))
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_max_tokens_cuts_the_answer_at_the_limit(
+    client: AsyncOpenAI, mock: MockAnthropic, stream: bool
+) -> None:
+    mock.script(WORDS)  # the mock counts a chunk as a token, and cuts at max_tokens
+    with trio.fail_after(30):
+        if stream:
+            chunks = [
+                c
+                async for c in await client.chat.completions.create(
+                    model=MODEL,
+                    messages=ASK,
+                    max_tokens=3,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                )
+            ]
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+            finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
+            usage = chunks[-1].usage
+        else:
+            completion = await client.chat.completions.create(
+                model=MODEL, messages=ASK, max_completion_tokens=3
+            )
+            text = completion.choices[0].message.content or ""
+            finish, usage = completion.choices[0].finish_reason, completion.usage
+    assert (text, finish) == ("one two three", "length")
+    assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (11, 3)
+    assert mock.messages[0].body["max_tokens"] == 3  # Claude Code's own limit, per call
+    # Claude Code goes on past an upstream max_tokens by itself: that call, if it started,
+    # was cut, and none of it reached the client.
+    assert all(m.finished is None for m in mock.messages[1:])
+
+
 @pytest.mark.parametrize(
     ("body", "param", "code"),
     [
+        ({"max_tokens": 0}, "max_tokens", None),
+        ({"max_completion_tokens": 0}, "max_completion_tokens", None),
+        ({"max_tokens": 5, "max_completion_tokens": 6}, "max_tokens", None),
+        ({"max_tokens": 5, "session_id": "s1"}, "max_tokens", "unsupported_in_session"),
         ({"stop": ""}, "stop", None),
         ({"stop": ["ok", ""]}, "stop[1]", None),
         ({"stop": "x", "session_id": "s1"}, "stop", "unsupported_in_session"),

@@ -32,6 +32,7 @@ from wrapper.events import (
     Event,
     Failed,
     Finished,
+    MessageEnd,
     ReasoningDelta,
     Restarted,
     TextDelta,
@@ -137,10 +138,15 @@ def finished(stop_reason: str | None = "end_turn") -> Finished:
 
 
 def read(
-    messages: list[Message], names: frozenset[str] = NAMES, single: bool = False
+    messages: list[Message],
+    names: frozenset[str] = NAMES,
+    single: bool = False,
+    counts: bool = False,
 ) -> list[Event]:
+    """The events of ``messages``; each message's ``MessageEnd`` only with ``counts``."""
     reader = Reader(names, single)
-    return [event for message in messages for event in reader.feed(message)]
+    events = [event for message in messages for event in reader.feed(message)]
+    return [e for e in events if counts or not isinstance(e, MessageEnd)]
 
 
 def fold(events: list[Event]) -> Answer:
@@ -737,3 +743,18 @@ def test_the_fold_of_a_failed_run_has_no_finish() -> None:
     assert answer.finished is None
     assert isinstance(answer.ending, Failed)
     assert isinstance(answer.ending.error, errors.UpstreamRateLimited)
+
+
+def test_each_message_ends_with_its_stop_reason_and_usage() -> None:
+    start = stream(
+        {"type": "message_start", "message": {"usage": {"input_tokens": 11, "output_tokens": 1}}}
+    )
+    end = stream(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "max_tokens", "stop_sequence": None},
+            "usage": {"output_tokens": 5},
+        }
+    )
+    events = read([start, text(0, "one"), end], counts=True)
+    assert events[-1] == MessageEnd("max_tokens", Usage(input_tokens=11, output_tokens=5))

@@ -138,6 +138,30 @@ def stops(request: ChatRequest) -> tuple[str, ...]:
     return tuple(dict.fromkeys(sequences))
 
 
+def max_tokens(request: ChatRequest) -> int | None:
+    """The answer's token limit: ``max_completion_tokens``, or the older ``max_tokens``."""
+    given = [
+        (name, value)
+        for name, value in (
+            ("max_completion_tokens", request.max_completion_tokens),
+            ("max_tokens", request.max_tokens),
+        )
+        if value is not None
+    ]
+    if len(given) == 2 and given[0][1] != given[1][1]:
+        raise InvalidRequest(
+            "Invalid value for 'max_tokens': it differs from 'max_completion_tokens';"
+            " send one of them.",
+            param="max_tokens",
+        )
+    for name, value in given:
+        if value < 1:
+            raise InvalidRequest(
+                f"Invalid value for '{name}': it must be at least 1, got {value}.", param=name
+            )
+    return given[0][1] if given else None
+
+
 @attrs.frozen
 class Parsed:
     """A chat request body, parsed and turned into what it asks of Claude Code."""
@@ -159,5 +183,6 @@ def parse(body: bytes, default_model: str, session_header: str | None = None) ->
         conversation=conversation(request),
         session_id=plan.session_id_of(request.session_id, session_header),
         stops=stops(request),
+        max_tokens=max_tokens(request),
     )
     return Parsed(request, ask, calling.legacy)

@@ -3,8 +3,8 @@
 ids, Anthropic stop reasons and usage); the front doors turn them into their wire shapes.
 
 A run's events: ``Began`` once Claude starts to answer; any number of ``TextDelta``,
-``ReasoningDelta``, ``CallStarted``, ``CallArguments`` and ``Restarted`` in the order
-Claude produced them; then
+``ReasoningDelta``, ``CallStarted``, ``CallArguments``, ``Restarted`` and ``MessageEnd``
+in the order Claude produced them; then
 exactly one of ``Finished`` or ``Failed``, then nothing. A consumer may stop reading at
 any event; leaving the backend's context then stops the run (wrapper.claude).
 
@@ -105,6 +105,16 @@ class Usage:
 
 
 @attrs.frozen
+class MessageEnd:
+    """One upstream message of the run (one API call) ended: its stop reason and usage
+    as the stream reported them (input at its start, output at its end). Claude Code may
+    go on with another message; what ends the run is ``Finished``."""
+
+    stop_reason: str | None
+    usage: Usage
+
+
+@attrs.frozen
 class Finished:
     """The run ended with an answer. ``stop_reason`` is Claude's (``tool_use`` when it
     ended at the client's calls); ``session_id`` is the Claude session that holds it.
@@ -125,7 +135,15 @@ class Failed:
 
 
 Event = (
-    Began | TextDelta | ReasoningDelta | CallStarted | CallArguments | Restarted | Finished | Failed
+    Began
+    | TextDelta
+    | ReasoningDelta
+    | CallStarted
+    | CallArguments
+    | Restarted
+    | MessageEnd
+    | Finished
+    | Failed
 )
 END = (Finished, Failed)
 

@@ -1,34 +1,95 @@
 """Pure: output control as filters over a run's events (wrapper.events). No I/O.
 
+``Output`` chains the filters a plan asks for; once one sets its ``ending``, the consumer
+ends the run (leaving the backend's context interrupts it) and answers with that ending.
+
+``TokenBudget`` honours ``max_tokens``: the run's CLI is also given the limit for each API
+call (``CLAUDE_CODE_MAX_OUTPUT_TOKENS``), so the API stops the message at exactly that many
+tokens, thinking included; Claude Code would go on with another call by itself, so the
+budget ends the run when a message ends at ``max_tokens`` or the run's output reaches the
+limit, with the usage the stream reported (``finish_reason: length``).
+
 ``StopScanner`` honours a request's stop sequences (OpenAI's ``stop``): the answer ends
 just before the first occurrence of any of them, wherever the stream's pieces split it.
 It holds back only what could still become a stop sequence (the longest end of the text
 so far that begins one), so no stop text ever goes out, and everything else goes out as
-soon as it arrives. Once ``stopped``, the consumer ends the run (leaving the backend's
-context interrupts it) and answers with ``STOPPED``: the usage and cost of a run cut short
-are not reported by Claude Code (its result after an interrupt counts 0 tokens), so they
-are unknown, not zero.
+soon as it arrives. Its ending is ``STOPPED``: the usage and cost of a run cut short
+mid-message are not reported by Claude Code (its result after an interrupt counts 0
+tokens), so they are unknown, not zero.
 """
 
 from __future__ import annotations
 
-from wrapper.events import Event, Finished, Restarted, TextDelta
+from wrapper.events import Event, Finished, MessageEnd, Restarted, TextDelta, Usage
 
 # The ending of a run cut at a stop sequence.
 STOPPED = Finished(stop_reason="stop_sequence", usage=None, cost_usd=None, session_id=None)
 
 
+class Output:
+    """The filters of one run: feed it every event; it passes on what the client may see,
+    and ``ending`` says when the run must end, and how."""
+
+    def __init__(self, stops: tuple[str, ...] = (), max_tokens: int | None = None) -> None:
+        self.filters: list[StopScanner | TokenBudget] = []
+        if stops:
+            self.filters.append(StopScanner(stops))
+        if max_tokens is not None:
+            self.filters.append(TokenBudget(max_tokens))
+
+    @property
+    def ending(self) -> Finished | None:
+        return next((f.ending for f in self.filters if f.ending is not None), None)
+
+    def feed(self, event: Event) -> list[Event]:
+        events = [event]
+        for one in self.filters:
+            events = [out for e in events for out in one.feed(e)]
+        if self.ending not in (None, STOPPED):  # the answer ends here: held text is in it
+            held = [f.flush() for f in self.filters if isinstance(f, StopScanner)]
+            events = [TextDelta(text) for text in held if text] + events
+        return events
+
+
+class TokenBudget:
+    """Ends the run once its output reaches ``limit`` tokens, as the stream counts them."""
+
+    def __init__(self, limit: int) -> None:
+        assert limit >= 1, "a limit under 1 is refused by the request's parser"
+        self.limit = limit
+        self.spent = Usage()  # of the messages that ended
+        self.ending: Finished | None = None
+
+    def feed(self, event: Event) -> list[Event]:
+        if self.ending is not None:
+            return []
+        if isinstance(event, MessageEnd):
+            self.spent = _add(self.spent, event.usage)
+            if event.stop_reason == "max_tokens" or self.spent.output_tokens >= self.limit:
+                self.ending = Finished("max_tokens", self.spent, None, None)
+        return [event]
+
+
+def _add(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        a.input_tokens + b.input_tokens,
+        a.output_tokens + b.output_tokens,
+        a.cache_creation_input_tokens + b.cache_creation_input_tokens,
+        a.cache_read_input_tokens + b.cache_read_input_tokens,
+    )
+
+
 class StopScanner:
-    """Feed it every event of a run; it passes on what the client may see."""
+    """Ends the answer before the first stop sequence; passes on what may be shown."""
 
     def __init__(self, stops: tuple[str, ...]) -> None:
         assert all(stops), "an empty stop sequence is refused by the request's parser"
         self.stops = stops
         self.held = ""  # text that may be the start of a stop sequence
-        self.stopped = False
+        self.ending: Finished | None = None
 
     def feed(self, event: Event) -> list[Event]:
-        if self.stopped:
+        if self.ending is not None:
             return []
         match event:
             case TextDelta(text):
@@ -38,15 +99,20 @@ class StopScanner:
                 self.held = ""
                 return [Restarted(self._scan(text))]
             case Finished():
-                held, self.held = self.held, ""
+                held = self.flush()
                 return [TextDelta(held), event] if held else [event]
         return [event]
+
+    def flush(self) -> str:
+        """The text held back: none of it is a stop sequence once the answer ends."""
+        held, self.held = self.held, ""
+        return held
 
     def _scan(self, text: str) -> str:
         """What of ``text`` may go out now; keeps the rest in ``held``."""
         found = [i for i in (text.find(stop) for stop in self.stops) if i >= 0]
         if found:
-            self.stopped, self.held = True, ""
+            self.ending, self.held = STOPPED, ""
             return text[: min(found)]
         keep = max((_overlap(text, stop) for stop in self.stops), default=0)
         self.held = text[len(text) - keep :] if keep else ""

@@ -45,6 +45,8 @@ class Turn:
     messages: tuple[dict[str, Any], ...] = ()
     # Claude Code's own tools the run may use (wrapper.builtin), confined by the gate.
     tools: tuple[str, ...] = ()
+    # The output limit of each API call of the run (the client's max_tokens).
+    max_output_tokens: int | None = None
 
     @property
     def names(self) -> frozenset[str]:
@@ -62,6 +64,8 @@ class Ask:
     session_id: str | None = None
     # Stop sequences: the answer ends before the first (wrapper.output).
     stops: tuple[str, ...] = ()
+    # The answer's output limit in tokens, thinking included (wrapper.output).
+    max_tokens: int | None = None
 
 
 @attrs.frozen
@@ -93,11 +97,16 @@ class Plan:
     turn: Turn
     where: Where
     stops: tuple[str, ...] = ()
+    max_tokens: int | None = None
 
 
 def plan(ask: Ask, config: Config) -> Plan:
     """The plan of the run ``ask`` asks for, under ``config``; refuses what cannot run."""
-    turn = attrs.evolve(ask.turn, tools=builtin.effective(ask.builtin, config.tools_allowed))
+    turn = attrs.evolve(
+        ask.turn,
+        tools=builtin.effective(ask.builtin, config.tools_allowed),
+        max_output_tokens=ask.max_tokens,
+    )
     if ask.session_id is not None:
         if turn.messages or turn.functions:
             raise errors.InvalidRequest(
@@ -106,24 +115,27 @@ def plan(ask: Ask, config: Config) -> Plan:
                 param="tools" if turn.functions else "messages",
                 code="unsupported_in_session",
             )
-        if ask.stops:  # the transcript would keep what Claude wrote past the stop
-            raise errors.InvalidRequest(
-                "'stop' is not supported in a session yet: the session's transcript would"
-                " keep what Claude wrote past the stop sequence.",
-                param="stop",
-                code="unsupported_in_session",
-            )
+        for param, asked in (("stop", ask.stops), ("max_tokens", ask.max_tokens)):
+            if asked:  # the transcript would keep what Claude wrote past the cut
+                raise errors.InvalidRequest(
+                    f"'{param}' is not supported in a session yet: the session's transcript"
+                    " would keep what Claude wrote past the cut.",
+                    param=param,
+                    code="unsupported_in_session",
+                )
         return Plan(turn, InSession(ask.session_id, len(ask.conversation)))
     last_role = ask.conversation[-1][0]
     if config.session_auto_continue and continuable(turn, ask) and last_role == "user":
         return Plan(turn, Continued(ask.conversation))
-    return Plan(turn, Scratch(), ask.stops)
+    return Plan(turn, Scratch(), ask.stops, ask.max_tokens)
 
 
 def continuable(turn: Turn, ask: Ask) -> bool:
     """Plain conversations only: calls and built-in tools keep their own paths, and an
-    answer cut at a stop sequence is not the one Claude's transcript holds."""
-    return not (turn.messages or turn.functions or ask.builtin.enabled or ask.stops)
+    answer cut by the server (a stop sequence, a token limit) is not the one Claude's
+    transcript holds."""
+    cut = ask.stops or ask.max_tokens is not None
+    return not (turn.messages or turn.functions or ask.builtin.enabled or cut)
 
 
 def session_id_of(body: str | None, header: str | None) -> str | None:

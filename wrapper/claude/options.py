@@ -50,6 +50,8 @@ def environment(
         env.update(FUNCTION_ENV)
     if turn.messages:  # the transcript written for this run ends with the question
         env.update(RESUME_ENV)
+    if turn.max_output_tokens is not None:  # the max_tokens of each of the run's API calls
+        env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(turn.max_output_tokens)
     return env
 
 

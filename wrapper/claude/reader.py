@@ -42,6 +42,7 @@ from wrapper.events import (
     Event,
     Failed,
     Finished,
+    MessageEnd,
     ReasoningDelta,
     Restarted,
     TextDelta,
@@ -69,6 +70,7 @@ class Reader:
         self.error_kind: str | None = None  # of a synthetic "API Error" message
         self.ending: Finished | Failed | None = None
         self._began = False
+        self._started: dict[str, Any] = {}  # the usage message_start reported
         self.whole: list[str] = []  # tool_use ids the gate may now answer (drained by it)
         self._open: list[str] = []  # tool_use ids of the message being streamed
         # Calls reported: tool_use id -> its index and the argument text streamed so far.
@@ -117,12 +119,15 @@ class Reader:
         if kind == "message_start":
             self._blocks = {}
             self._thinking_streamed = False
+            self._started = dict(event.get("message", {}).get("usage") or {})
             if not self._began:
                 self._began = True
                 return [Began()]
         elif kind == "message_delta":  # the message's blocks are all complete
             self.whole += self._open
             self._open = []
+            usage = Usage.from_raw({**self._started, **(event.get("usage") or {})})
+            return [MessageEnd(delta.get("stop_reason"), usage)]
         elif kind == "content_block_start":
             block = event.get("content_block", {})
             if block.get("type") == "tool_use":

@@ -55,7 +55,7 @@ from wrapper.encode import ChatEncoder
 from wrapper.events import Answer, Event, Finished
 from wrapper.http import SSEWriter, header, send_json
 from wrapper.limits import RunGate
-from wrapper.output import STOPPED, StopScanner
+from wrapper.output import Output
 from wrapper.placement import Placement
 
 # Bodies up to this size are parsed on the event loop: a thread hop costs ~100 us, as much
@@ -120,7 +120,7 @@ class Completions:
         and the shutdown scope; each event goes to ``on_event``, which may end the run by
         raising. What it reports goes to the access log and the metrics (never content)."""
         answer = Answer()
-        scanner = StopScanner(planned.stops)
+        output = Output(planned.stops, planned.max_tokens)
         with trio.move_on_at(deadline) as timeout, self.drain.run_scope() as stop:
             async with self.placement.open(planned, request.tenant) as site:
                 async with (
@@ -128,14 +128,14 @@ class Completions:
                     self.backend.run(site.turn, site.place) as run,
                 ):
                     async for event in run:
-                        for shown in scanner.feed(event):
+                        for shown in output.feed(event):
                             answer.add(shown)
                             if isinstance(shown, events.Failed):
                                 raise shown.error
                             if on_event is not None:
                                 await on_event(shown)
-                        if scanner.stopped:  # leaving interrupts the run at once
-                            answer.add(STOPPED)
+                        if output.ending is not None:  # leaving interrupts the run at once
+                            answer.add(output.ending)
                             break
                 finished = answer.finished
                 assert finished is not None  # the run's last event, if not Failed
