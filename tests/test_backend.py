@@ -17,7 +17,7 @@ from tests.mock_anthropic import MockAnthropic, Reply
 from wrapper import errors, places
 from wrapper.claude.backend import Backend
 from wrapper.config import Config
-from wrapper.events import Answer, Began, Event, Failed, Finished, TextDelta
+from wrapper.events import Answer, Began, Event, Failed, Finished, MessageEnd, TextDelta, Usage
 from wrapper.plan import Turn
 
 TURN = Turn(prompt="hi", system_prompt=None, model="claude-sonnet-4-5")
@@ -42,13 +42,13 @@ async def test_a_run_is_its_events(backend: Backend, mock: MockAnthropic) -> Non
     mock.script(Reply.text("Hello there", pieces=3, output_tokens=9))
     events = await read_all(backend)
     assert isinstance(events[0], Began)
-    deltas = events[1:-1]
+    *deltas, end, finished = events[1:]
     assert all(isinstance(e, TextDelta) for e in deltas) and len(deltas) == 3
+    assert end == MessageEnd("end_turn", Usage(input_tokens=11, output_tokens=9))
     answer = Answer()
     for event in events:
         answer.add(event)
     assert answer.text == "Hello there"
-    finished = events[-1]
     assert isinstance(finished, Finished) and answer.finished is finished
     assert (finished.stop_reason, finished.usage.output_tokens) == ("end_turn", 9)
     assert finished.session_id  # the Claude session that holds the answer
