@@ -194,7 +194,9 @@ WORDS = Reply(chunks=("one", " two", " three", " four", " five"))
 async def test_max_tokens_cuts_the_answer_at_the_limit(
     client: AsyncOpenAI, mock: MockAnthropic, stream: bool
 ) -> None:
-    mock.script(WORDS)  # the mock counts a chunk as a token, and cuts at max_tokens
+    # The mock counts a chunk as a token and cuts at max_tokens; the call Claude Code
+    # starts after that by itself takes a while to answer, as the API's would.
+    mock.script(WORDS, Reply.text("never shown", pieces=3, delay=0.5))
     with trio.fail_after(30):
         if stream:
             chunks = [
@@ -220,8 +222,9 @@ async def test_max_tokens_cuts_the_answer_at_the_limit(
     assert usage is not None and (usage.prompt_tokens, usage.completion_tokens) == (11, 3)
     assert mock.messages[0].body["max_tokens"] == 3  # Claude Code's own limit, per call
     # Claude Code goes on past an upstream max_tokens by itself: that call, if it started,
-    # was cut, and none of it reached the client.
+    # was cut at once.
     assert all(m.finished is None for m in mock.messages[1:])
+    assert "never" not in text
 
 
 @pytest.mark.parametrize(
