@@ -61,7 +61,9 @@ SCENARIOS: dict[str, tuple[Scenario, dict[str, Any], dict[str, Any]]] = {
         {"answer_mb": 20, "seconds": 10},
         {"answer_mb": 8, "seconds": 2},
     ),
-    "upstream_faults": (stress_runs.upstream_faults, {"run_timeout": 5}, {"run_timeout": 1}),
+    # Small: 3 s, not less: on a slow 2-core VM a CLI's start and first API call took over
+    # 1 s, so a 1 s timeout answered even a good request with 504.
+    "upstream_faults": (stress_runs.upstream_faults, {"run_timeout": 5}, {"run_timeout": 3}),
     "cli_faults": (stress_runs.cli_faults, {"run_timeout": 5}, {"run_timeout": 2}),
     "load": (
         stress_runs.load,
