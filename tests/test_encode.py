@@ -454,7 +454,7 @@ RUNS: list[tuple[str, bool, list[Event]]] = [
     ("text", False, [Began(), TextDelta("Hel"), TextDelta("lo."), ended()]),
     ("text-cut-at-max-tokens", False, [TextDelta("Hel"), ended("max_tokens", 0.02)]),
     (
-        "reasoning-is-left-out",
+        "reasoning-beside-the-text",
         False,
         [Began(), ReasoningDelta("hmm"), TextDelta("Yes."), ended()],
     ),
@@ -514,6 +514,12 @@ def test_the_stream_and_the_completion_of_a_run_agree(legacy: bool, run: list[Ev
     ]
     assert got.message.function_call == want.message.function_call
     assert from_stream.usage == whole.usage
+    # Thinking: the same on both sides, apart from the text.
+    thought = "".join(e.text for e in run if isinstance(e, ReasoningDelta))
+    chunks = streamed(encoder, run)
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == thought
+    assert (want.message.model_extra or {}).get("reasoning_content") == (thought or None)
     # What each side says, for the cases at hand.
     text = "".join(e.text for e in run if isinstance(e, TextDelta))
     assert (want.message.content or "") == text

@@ -76,4 +76,6 @@ async def test_operators_can_keep_thinking_back(
                 extras = [completion.choices[0].message.model_extra]
                 text = completion.choices[0].message.content or ""
     assert text == "Paris is the capital."
+    # Claude did think (the CLI asked for it, the mock answered with it): none was sent.
+    assert mock.messages[0].body["thinking"]["type"] in ("enabled", "adaptive")
     assert not any("reasoning_content" in (extra or {}) for extra in extras)

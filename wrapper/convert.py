@@ -140,26 +140,19 @@ def stops(request: ChatRequest) -> tuple[str, ...]:
 
 def max_tokens(request: ChatRequest) -> int | None:
     """The answer's token limit: ``max_completion_tokens``, or the older ``max_tokens``."""
-    given = [
-        (name, value)
-        for name, value in (
-            ("max_completion_tokens", request.max_completion_tokens),
-            ("max_tokens", request.max_tokens),
-        )
-        if value is not None
-    ]
-    if len(given) == 2 and given[0][1] != given[1][1]:
+    new, old = request.max_completion_tokens, request.max_tokens
+    if new is not None and old is not None and new != old:
         raise InvalidRequest(
             "Invalid value for 'max_tokens': it differs from 'max_completion_tokens';"
             " send one of them.",
             param="max_tokens",
         )
-    for name, value in given:
-        if value < 1:
+    for name, value in (("max_completion_tokens", new), ("max_tokens", old)):
+        if value is not None and value < 1:
             raise InvalidRequest(
                 f"Invalid value for '{name}': it must be at least 1, got {value}.", param=name
             )
-    return given[0][1] if given else None
+    return new if new is not None else old
 
 
 @attrs.frozen

@@ -99,6 +99,17 @@ class Usage:
             thinking if type(thinking) is int and thinking > 0 else None,
         )
 
+    def __add__(self, other: Usage) -> Usage:
+        """The counts of two messages together (thinking: unknown unless both know it)."""
+        a, b = self.thinking_tokens, other.thinking_tokens
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_creation_input_tokens + other.cache_creation_input_tokens,
+            self.cache_read_input_tokens + other.cache_read_input_tokens,
+            a + b if a is not None and b is not None else None,
+        )
+
     @property
     def all_input(self) -> int:
         return self.input_tokens + self.cache_creation_input_tokens + self.cache_read_input_tokens

@@ -64,19 +64,10 @@ class TokenBudget:
         if self.ending is not None:
             return []
         if isinstance(event, MessageEnd):
-            self.spent = _add(self.spent, event.usage)
+            self.spent += event.usage
             if event.stop_reason == "max_tokens" or self.spent.output_tokens >= self.limit:
                 self.ending = Finished("max_tokens", self.spent, None, None)
         return [event]
-
-
-def _add(a: Usage, b: Usage) -> Usage:
-    return Usage(
-        a.input_tokens + b.input_tokens,
-        a.output_tokens + b.output_tokens,
-        a.cache_creation_input_tokens + b.cache_creation_input_tokens,
-        a.cache_read_input_tokens + b.cache_read_input_tokens,
-    )
 
 
 class StopScanner:

@@ -45,9 +45,10 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -62,6 +63,8 @@ from wrapper.session_store import PendingTurn, TurnRecord
 from wrapper.sessions import Sessions
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def history_key(tenant: str, conversation: Sequence[tuple[str, str]]) -> str:
@@ -104,9 +107,10 @@ class Placement:
             case Scratch():
                 return self.scratch(plan.turn)
 
-    async def _make(self, place: Place) -> None:
+    async def _in_workdir(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` (blocking file work below the workdir) in a thread; its failure as ours."""
         try:
-            await trio.to_thread.run_sync(places.make, place, self.workdir)
+            return await trio.to_thread.run_sync(fn, *args)
         except (OSError, places.UnsafeDirectory) as exc:
             log.error("cannot prepare a place in %s: %s", self.workdir, exc)
             raise errors.WorkdirUnavailable(
@@ -115,15 +119,9 @@ class Placement:
 
     @asynccontextmanager
     async def scratch(self, turn: Turn) -> AsyncIterator[Site]:
+        place = await self._in_workdir(places.temporary, self.workdir)
         try:
-            place = await trio.to_thread.run_sync(places.temporary, self.workdir)
-        except OSError as exc:
-            log.error("cannot prepare a place in %s: %s", self.workdir, exc)
-            raise errors.WorkdirUnavailable(
-                "Cannot create a working directory for Claude Code."
-            ) from exc
-        try:
-            await self._make(place)
+            await self._in_workdir(places.make, place, self.workdir)
             yield Site(place, turn)
         finally:  # the CLI's transcript of the run holds the whole conversation
             with trio.CancelScope(shield=True):
@@ -186,7 +184,7 @@ class Placement:
             if fresh:
                 with contextlib.suppress(errors.StoreUnavailable):  # only a crash needs it
                     await self.points.begin(PendingTurn(str(place.root), None))
-            await self._make(place)
+            await self._in_workdir(places.make, place, self.workdir)
             yield site
             answer, finished = site.answer, site.finished
             session = finished.session_id if finished is not None else None
