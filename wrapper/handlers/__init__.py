@@ -13,6 +13,7 @@ from wrapper.handlers import chat, debug, health, models, sessions, status, tool
 from wrapper.limits import RunGate
 from wrapper.metrics import Metrics
 from wrapper.placement import Placement
+from wrapper.runner import Runner
 from wrapper.sessions import Sessions
 
 
@@ -26,7 +27,7 @@ def routes(
     drain: Drain,
     metrics: Metrics,
 ) -> list[Route]:
-    completions = chat.Completions(config, placement, gate, backend, drain)
+    completions = chat.Completions(config, Runner(config, placement, gate, backend, drain))
     listed = partial(models.list_models, models=config.models)
     model = partial(models.get_model, models=config.models)
     known = partial(tools.list_tools, policy=config.tools_allowed, sandboxed=backend.sandboxed)
