@@ -17,6 +17,9 @@ Rules it keeps:
 - It speaks the event sequence the CLI expects: message_start, content_block_start,
   content_block_delta*, content_block_stop, message_delta (stop_reason, usage),
   message_stop. Errors are Anthropic error bodies with the chosen status.
+- Structured output: a request that offers Claude Code's ``StructuredOutput`` tool gets,
+  by default, a call of it with an instance of its input schema (``instance``); a scripted
+  reply answers as scripted (``Reply.structured(value)`` calls it with ``value``).
 - Anything that is not ``POST /v1/messages`` (the CLI's ``HEAD /`` probes) gets 200 empty.
 """
 
@@ -38,12 +41,16 @@ Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 
 
+# The tool Claude Code offers for structured output (its --json-schema).
+STRUCTURED_OUTPUT = "StructuredOutput"
+
+
 @attrs.frozen
 class ToolUse:
     """One ``tool_use`` block: its input is sent as ``pieces`` ``input_json_delta`` events."""
 
     name: str
-    input: dict[str, Any]
+    input: Any  # None: for StructuredOutput, an instance of the schema offered
     id: str = "toolu_mock_1"
     pieces: int = 3
 
@@ -90,6 +97,12 @@ class Reply:
         """Claude calling tools, after an optional text block (no text block when empty)."""
         chunks = (text,) if text else ()
         return cls(chunks=chunks, tool_uses=calls, stop_reason="tool_use", **kw)
+
+    @classmethod
+    def structured(cls, value: Any = None, **kw: Any) -> Reply:
+        """Claude answering through Claude Code's ``StructuredOutput`` tool with ``value``
+        (None: an instance of the schema the request offers it)."""
+        return cls.tool_calls(ToolUse(STRUCTURED_OUTPUT, value), **kw)
 
     @classmethod
     def error(cls, status: int, error_type: str, **kw: Any) -> Reply:
@@ -225,7 +238,8 @@ class MockAnthropic:
             return
         self.request_arrived.set()
         self.request_arrived = trio.Event()
-        reply = self.queue.popleft() if self.queue else self.default
+        reply = self.queue.popleft() if self.queue else _default(self.default, record)
+        reply = _with_instances(reply, record)
         await trio.sleep(reply.wait)
         if reply.status != 200:
             await _send_error(send, reply)
@@ -238,6 +252,64 @@ class MockAnthropic:
             nursery.start_soon(_watch_abort, receive, record, nursery.cancel_scope)
             await _send_stream(send, reply, record)
             nursery.cancel_scope.cancel()
+
+
+def _structured_schema(record: Recorded) -> dict[str, Any] | None:
+    for tool in record.body.get("tools", []):
+        if tool.get("name") == STRUCTURED_OUTPUT:
+            return dict(tool["input_schema"])
+    return None
+
+
+def _default(reply: Reply, record: Recorded) -> Reply:
+    """The default reply; a structured answer when the request asks for one."""
+    return Reply.structured() if _structured_schema(record) is not None else reply
+
+
+def _with_instances(reply: Reply, record: Recorded) -> Reply:
+    """``reply`` with each StructuredOutput call's missing input made from the schema."""
+    schema = _structured_schema(record)
+    if schema is None:
+        return reply
+    uses = tuple(
+        attrs.evolve(t, input=instance(schema, schema))
+        if t.name == STRUCTURED_OUTPUT and t.input is None
+        else t
+        for t in reply.tool_uses
+    )
+    return attrs.evolve(reply, tool_uses=uses)
+
+
+def instance(schema: dict[str, Any], root: dict[str, Any]) -> Any:
+    """A value that follows ``schema`` (the common keywords; local ``$ref`` into ``root``)."""
+    if "$ref" in schema:
+        target: Any = root
+        for step in schema["$ref"].lstrip("#/").split("/"):
+            target = target[step] if step else target
+        return instance(target, root)
+    if "const" in schema:
+        return schema["const"]
+    if "enum" in schema:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return instance(schema[key][0], root)
+    if "allOf" in schema:
+        merged: dict[str, Any] = {}
+        for part in schema["allOf"]:
+            merged |= part
+        return instance(merged, root)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        return {name: instance(sub, root) for name, sub in properties.items()}
+    if kind == "array":
+        items = schema.get("items", {})
+        return [instance(items, root) for _ in range(schema.get("minItems", 1))]
+    values = {"string": "mock", "integer": 1, "number": 1.5, "boolean": True, "null": None}
+    return values[kind]
 
 
 async def _watch_abort(receive: Receive, record: Recorded, scope: trio.CancelScope) -> None:

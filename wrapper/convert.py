@@ -26,7 +26,7 @@ import re
 
 import attrs
 
-from wrapper import plan, tools
+from wrapper import plan, structured, tools
 from wrapper.errors import InvalidRequest
 from wrapper.plan import Ask, Turn
 from wrapper.schema import ChatRequest, ImagePart, Message, decode_chat_request
@@ -170,8 +170,9 @@ def parse(body: bytes, default_model: str, session_header: str | None = None) ->
     input."""
     request = decode_chat_request(body)
     calling = tools.calling(request)
+    turn = to_turn(request, default_model, calling)
     ask = Ask(
-        turn=to_turn(request, default_model, calling),
+        turn=attrs.evolve(turn, output_schema=structured.output_schema(request.response_format)),
         builtin=calling.builtin,
         conversation=conversation(request),
         session_id=plan.session_id_of(request.session_id, session_header),

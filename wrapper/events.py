@@ -130,12 +130,15 @@ class Finished:
     """The run ended with an answer. ``stop_reason`` is Claude's (``tool_use`` when it
     ended at the client's calls); ``session_id`` is the Claude session that holds it.
     Usage, cost and session are None when unknown: a run the server cut short at a stop
-    sequence (wrapper.output) has none reported."""
+    sequence (wrapper.output) has none reported. ``structured_output``: the value Claude
+    Code accepted as the answer of a run that asked for one (wrapper.structured), else
+    None."""
 
     stop_reason: str | None
     usage: Usage | None
     cost_usd: float | None
     session_id: str | None
+    structured_output: object = None
 
 
 @attrs.frozen

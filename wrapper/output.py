@@ -9,6 +9,11 @@ tokens, thinking included; Claude Code would go on with another call by itself, 
 budget ends the run when a message ends at ``max_tokens`` or the run's output reaches the
 limit, with the usage the stream reported (``finish_reason: length``).
 
+``Structured`` honours ``response_format``: the answer is the structured output Claude
+Code accepted, as JSON, checked against the schema (wrapper.structured); a run that ends
+without one (Claude answered in prose after the CLI asked it again) fails with a 502
+``structured_output_failed`` rather than answer what the client cannot parse.
+
 ``StopScanner`` honours a request's stop sequences (OpenAI's ``stop``): the answer ends
 just before the first occurrence of any of them, wherever the stream's pieces split it.
 It holds back only what could still become a stop sequence (the longest end of the text
@@ -20,7 +25,10 @@ tokens), so they are unknown, not zero.
 
 from __future__ import annotations
 
-from wrapper.events import Event, Finished, MessageEnd, Restarted, TextDelta, Usage
+from typing import Any
+
+from wrapper import errors, structured
+from wrapper.events import Event, Failed, Finished, MessageEnd, Restarted, TextDelta, Usage
 
 # The ending of a run cut at a stop sequence.
 STOPPED = Finished(stop_reason="stop_sequence", usage=None, cost_usd=None, session_id=None)
@@ -30,8 +38,15 @@ class Output:
     """The filters of one run: feed it every event; it passes on what the client may see,
     and ``ending`` says when the run must end, and how."""
 
-    def __init__(self, stops: tuple[str, ...] = (), max_tokens: int | None = None) -> None:
-        self.filters: list[StopScanner | TokenBudget] = []
+    def __init__(
+        self,
+        stops: tuple[str, ...] = (),
+        max_tokens: int | None = None,
+        schema: dict[str, Any] | None = None,
+    ) -> None:
+        self.filters: list[Structured | StopScanner | TokenBudget] = []
+        if schema is not None:
+            self.filters.append(Structured(schema))
         if stops:
             self.filters.append(StopScanner(stops))
         if max_tokens is not None:
@@ -49,6 +64,34 @@ class Output:
             held = [f.flush() for f in self.filters if isinstance(f, StopScanner)]
             events = [TextDelta(text) for text in held if text] + events
         return events
+
+
+class Structured:
+    """The answer of a run that asked for structured output: the value Claude Code
+    accepted (``Finished.structured_output``), checked against the schema once more, as
+    JSON text just before the end. Claude's text beside it is not the answer: dropped."""
+
+    ending = None  # never ends a run itself
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+
+    def feed(self, event: Event) -> list[Event]:
+        match event:
+            case TextDelta() | Restarted():
+                return []
+            case Finished(structured_output=None, stop_reason=reason) if reason != "tool_use":
+                return [_failed("Claude answered without the structured output asked for.")]
+            case Finished(structured_output=value) if value is not None:
+                problem = structured.problem(value, self.schema)
+                if problem is not None:
+                    return [_failed(f"Claude's structured output does not match: {problem}")]
+                return [TextDelta(structured.text(value)), event]
+        return [event]
+
+
+def _failed(message: str) -> Failed:
+    return Failed(errors.UpstreamError(message, code="structured_output_failed"))
 
 
 class TokenBudget:

@@ -47,6 +47,8 @@ class Turn:
     tools: tuple[str, ...] = ()
     # The output limit of each API call of the run (the client's max_tokens).
     max_output_tokens: int | None = None
+    # The JSON Schema of a structured answer (wrapper.structured), None for plain text.
+    output_schema: dict[str, Any] | None = None
 
     @property
     def names(self) -> frozenset[str]:
@@ -115,15 +117,22 @@ def plan(ask: Ask, config: Config) -> Plan:
                 param="tools" if turn.functions else "messages",
                 code="unsupported_in_session",
             )
-        for param, asked in (("stop", ask.stops), ("max_tokens", ask.max_tokens)):
+        cuts = (("stop", ask.stops), ("max_tokens", ask.max_tokens))
+        for param, asked in (*cuts, ("response_format", turn.output_schema)):
             if asked:  # the transcript would keep what Claude wrote past the cut
                 raise errors.InvalidRequest(
                     f"'{param}' is not supported in a session yet: the session's transcript"
-                    " would keep what Claude wrote past the cut.",
+                    " would keep what Claude wrote, not the answer the client got.",
                     param=param,
                     code="unsupported_in_session",
                 )
         return Plan(turn, InSession(ask.session_id, len(ask.conversation)))
+    if ask.stops and turn.output_schema is not None:
+        raise errors.InvalidRequest(
+            "'stop' cannot apply to structured output ('response_format'): the answer is"
+            " one JSON value, and a cut one would not parse.",
+            param="stop",
+        )
     last_role = ask.conversation[-1][0]
     if config.session_auto_continue and continuable(turn, ask) and last_role == "user":
         return Plan(turn, Continued(ask.conversation))
@@ -132,9 +141,9 @@ def plan(ask: Ask, config: Config) -> Plan:
 
 def continuable(turn: Turn, ask: Ask) -> bool:
     """Plain conversations only: calls and built-in tools keep their own paths, and an
-    answer cut by the server (a stop sequence, a token limit) is not the one Claude's
-    transcript holds."""
-    cut = ask.stops or ask.max_tokens is not None
+    answer cut by the server (a stop sequence, a token limit) or given as structured
+    output is not the text Claude's transcript holds."""
+    cut = ask.stops or ask.max_tokens is not None or turn.output_schema is not None
     return not (turn.messages or turn.functions or ask.builtin.enabled or cut)
 
 

@@ -76,7 +76,7 @@ class Runner:
         shutdown scope; each event the client may see goes to ``on_event``, which may end
         the run by raising. What it reports goes to the access log (never content)."""
         answer = Answer()
-        output = Output(planned.stops, planned.max_tokens)
+        output = Output(planned.stops, planned.max_tokens, planned.turn.output_schema)
         with trio.move_on_at(deadline) as timeout, self.drain.run_scope() as stop:
             async with self.placement.open(planned, request.tenant) as site:
                 async with (

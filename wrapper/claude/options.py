@@ -82,6 +82,9 @@ def options(
         if turn.system_prompt is not None
         else None,
         model=turn.model,
+        output_format={"type": "json_schema", "schema": turn.output_schema}
+        if turn.output_schema is not None
+        else None,
         cwd=place.cwd,
         cli_path=launcher or config.cli_path,
         env=env,

@@ -49,6 +49,10 @@ from wrapper.events import (
     Usage,
 )
 
+# The result of a run whose structured output Claude never got right (CLI 2.1.332: after
+# 5 calls that did not match the schema).
+STRUCTURED_OUTPUT_FAILED = "error_max_structured_output_retries"
+
 
 def restarted() -> errors.UpstreamError:
     return errors.UpstreamError(
@@ -196,6 +200,14 @@ class Reader:
         return [CallStarted(index, block.id, block.name), CallArguments(index, arguments)]
 
     def _result(self, message: ResultMessage) -> Finished | Failed:
+        if message.subtype == STRUCTURED_OUTPUT_FAILED:  # Claude Code gave up asking
+            return Failed(
+                errors.UpstreamError(
+                    "Claude did not answer in the requested format: "
+                    + upstream.scrub("; ".join(message.errors or []) or message.subtype),
+                    code="structured_output_failed",
+                )
+            )
         if message.is_error and not self._calls:  # with calls, the error is our interrupt
             detail = message.result or "; ".join(message.errors or []) or message.subtype
             return Failed(upstream.api_error(message.api_error_status, self.error_kind, detail))
@@ -206,6 +218,7 @@ class Reader:
             usage=Usage.from_raw(message.usage),
             cost_usd=message.total_cost_usd,
             session_id=message.session_id,
+            structured_output=message.structured_output,
         )
 
 
