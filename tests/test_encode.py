@@ -282,7 +282,7 @@ def test_thinking_in_a_completion_is_reasoning_content(shown: bool) -> None:
     for event in (ReasoningDelta("Think"), ReasoningDelta("ing."), TextDelta("Answer.")):
         answer.add(event)
     encoder = attrs.evolve(ENCODER, reasoning=shown)
-    message = to_json(encoder.completion(answer, ended()))["choices"][0]["message"]
+    message = to_json(encoder.completion((answer, ended())))["choices"][0]["message"]
     assert message["content"] == "Answer."
     assert message.get("reasoning_content") == ("Thinking." if shown else None)
     assert ("reasoning_content" in message) is shown
@@ -293,7 +293,7 @@ def test_thinking_in_a_completion_is_reasoning_content(shown: bool) -> None:
     [(None, {}), (0.0031, {"cost_usd": 0.0031}), (0.0, {"cost_usd": 0.0})],
 )
 def test_completion_json(cost_usd: float | None, extra: dict[str, Any]) -> None:
-    completion = ENCODER.completion(Answer(text="Paris."), ended("refusal", cost_usd))
+    completion = ENCODER.completion((Answer(text="Paris."), ended("refusal", cost_usd)))
     assert to_json(completion) == {
         **SAME,
         "object": "chat.completion",
@@ -417,7 +417,7 @@ def test_completion_with_calls_json(
     text: str, legacy: bool, message: dict[str, Any], finish_json: str
 ) -> None:
     answer = Answer(text=text, calls=[PARIS_CALL, ROME_CALL])
-    completion = (LEGACY if legacy else ENCODER).completion(answer, ended("tool_use"))
+    completion = (LEGACY if legacy else ENCODER).completion((answer, ended("tool_use")))
     [choice] = to_json(completion)["choices"]
     assert choice == {
         "index": 0,
@@ -447,7 +447,7 @@ def completed(encoder: ChatEncoder, run: list[Event]) -> dict[str, Any]:
     for event in run:
         answer.add(event)
     assert answer.finished is not None
-    return to_json(encoder.completion(answer, answer.finished))
+    return to_json(encoder.completion((answer, answer.finished)))
 
 
 RUNS: list[tuple[str, bool, list[Event]]] = [

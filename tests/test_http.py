@@ -604,8 +604,8 @@ BAD_REQUESTS: list[tuple[str, Any, str | None, str | None, str]] = [
         None,
         "got a string",
     ),
-    ("n is 2", chat(n=2), "n", None, "only n=1 is supported, got 2"),
-    ("n is 0", chat(n=0), "n", None, "only n=1 is supported, got 0"),
+    ("n is 129", chat(n=129), "n", None, "expected an integer from 1 to 128, got 129"),
+    ("n is 0", chat(n=0), "n", None, "expected an integer from 1 to 128, got 0"),
     ("n is a string", chat(n="1"), "n", None, "expected an integer, got a string"),
     ("stop is a number", chat(stop=5), "stop", None, "expected a string or a list of strings"),
     ("stop holds a number", chat(stop=["a", 5]), "stop[1]", None, "expected a string"),
@@ -647,7 +647,7 @@ async def test_bad_request(
     ("messages", "fields", "param", "code"),
     [
         ([{"role": "assistant", "content": "x"}], {}, "messages[0].role", None),
-        ([USER_HI], {"n": 2}, "n", None),
+        ([USER_HI], {"n": 0}, "n", None),
         ([{"role": "user", "content": 42}], {}, "messages[0].content", None),
         ([USER_HI], {"extra_body": {"temperature": "hot"}}, "temperature", None),
         (

@@ -374,7 +374,8 @@ async def test_a_turn_waiting_for_its_session_holds_no_slot(
     start_server: Any, mock: MockAnthropic
 ) -> None:
     server = await start_server(max_concurrent_runs=2, max_queued_runs=0)
-    mock.default = Reply.text("slow", pieces=5, delay=0.4)
+    hold = trio.Event()  # both first runs go on until the gauges are read
+    mock.script(Reply.text("slow", hold=hold), Reply.text("meanwhile", hold=hold))
     session = {**CHAT, "session_id": "s1"}
     statuses: list[int] = []
 
@@ -395,6 +396,7 @@ async def test_a_turn_waiting_for_its_session_holds_no_slot(
                 gauges = [
                     await metric(http, f"wrapper_{g}") for g in ("active_runs", "queued_runs")
                 ]
+                hold.set()
             first, stateless, second = mock.messages
     assert statuses.count(200) == 3
     assert gauges == [2, 0]

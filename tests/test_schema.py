@@ -404,7 +404,7 @@ BAD = [
     (body(max_tokens=True), "max_tokens", "expected an integer, got a boolean"),
     (body(max_tokens=10.0), "max_tokens", "expected an integer, got a decimal"),
     (body(max_tokens="10"), "max_tokens", "expected an integer, got a string"),
-    (body(n=2), "n", "only n=1 is supported"),
+    (body(n=0), "n", "expected an integer from 1 to 128, got 0"),
     (body(n=True), "n", "expected an integer, got a boolean"),
     (body(stop=5), "stop", "expected a string or a list of strings, got an integer"),
     (body(stop=["a", 3]), "stop[1]", "expected a string, got an integer"),
@@ -558,7 +558,7 @@ def test_bad_request(request_body: dict[str, Any], param: str, words: str) -> No
                 "'system', 'developer', 'user', 'assistant', 'tool', 'function'."
             ),
         ),
-        (body(n=2), "Invalid value for 'n': only n=1 is supported, got 2."),
+        (body(n=129), "Invalid value for 'n': expected an integer from 1 to 128, got 129."),
     ],
 )
 def test_bad_request_message(request_body: dict[str, Any], message: str) -> None:

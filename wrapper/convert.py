@@ -178,5 +178,6 @@ def parse(body: bytes, default_model: str, session_header: str | None = None) ->
         session_id=plan.session_id_of(request.session_id, session_header),
         stops=stops(request),
         max_tokens=max_tokens(request),
+        n=request.n or 1,
     )
     return Parsed(request, ask, calling.legacy)

@@ -9,9 +9,13 @@ nowhere else.
 - Claude's ``toolu_X`` ids are reported as ``call_X`` (wrapper.tools.call_id).
 - A request in the legacy ``functions`` form gets its one call as ``function_call``.
 - ``cost_usd`` (not OpenAI's) rides on the completion, the final chunk and the usage chunk.
+- ``n`` answers are ``n`` choices, indexed from 0 in run order; each streamed choice gets its
+  role chunk and its final chunk; the usage (and cost) is that of all the runs, summed.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import attrs
 
@@ -75,6 +79,21 @@ def usage(counts: events.Usage | None) -> Usage | None:
     )
 
 
+def total(counts: Iterable[events.Usage | None]) -> events.Usage | None:
+    """The counts of several runs together; unknown if any one is unknown."""
+    summed: events.Usage | None = None
+    for one in counts:
+        if one is None:
+            return None
+        summed = one if summed is None else summed + one
+    return summed
+
+
+def _cost(finished: Iterable[events.Finished]) -> float | None:
+    costs = [f.cost_usd for f in finished]
+    return None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
+
+
 @attrs.frozen
 class ChatEncoder:
     """One completion's encoder: what every chunk repeats (id, created, model), the
@@ -88,75 +107,85 @@ class ChatEncoder:
     reasoning: bool = True
 
     def chunk(
-        self, delta: Delta, finish: str | None = None, cost_usd: float | None = None
+        self,
+        delta: Delta,
+        finish: str | None = None,
+        cost_usd: float | None = None,
+        choice: int = 0,
     ) -> ChatCompletionChunk:
         return ChatCompletionChunk(
             id=self.id,
             created=self.created,
             model=self.model,
-            choices=[ChunkChoice(index=0, delta=delta, finish_reason=finish)],
+            choices=[ChunkChoice(index=choice, delta=delta, finish_reason=finish)],
             cost_usd=cost_usd,
         )
 
-    def role_chunk(self) -> ChatCompletionChunk:
-        return self.chunk(Delta(role="assistant", content=""))
+    def role_chunk(self, choice: int = 0) -> ChatCompletionChunk:
+        return self.chunk(Delta(role="assistant", content=""), choice=choice)
 
-    def delta_chunk(self, event: events.Event) -> ChatCompletionChunk | None:
+    def delta_chunk(self, event: events.Event, choice: int = 0) -> ChatCompletionChunk | None:
         """The chunk of a delta event; None for the others (and thinking not shown)."""
         match event:
             case events.TextDelta(text):
-                return self.chunk(Delta(content=text))
+                return self.chunk(Delta(content=text), choice=choice)
             case events.ReasoningDelta(text) if self.reasoning:
-                return self.chunk(Delta(reasoning_content=text))
+                return self.chunk(Delta(reasoning_content=text), choice=choice)
             case events.CallStarted(index, id_, name):
-                return self._call_chunk(index, DeltaFunction(name=name, arguments=""), id_)
+                function = DeltaFunction(name=name, arguments="")
+                return self._call_chunk(index, function, choice, id_)
             case events.CallArguments(index, fragment):
-                return self._call_chunk(index, DeltaFunction(arguments=fragment))
+                return self._call_chunk(index, DeltaFunction(arguments=fragment), choice)
         return None
 
     def _call_chunk(
-        self, index: int, function: DeltaFunction, id_: str | None = None
+        self, index: int, function: DeltaFunction, choice: int, id_: str | None = None
     ) -> ChatCompletionChunk:
         if self.legacy:
-            return self.chunk(Delta(function_call=function))
+            return self.chunk(Delta(function_call=function), choice=choice)
         call = DeltaToolCall(
             index=index,
             id=call_id(id_) if id_ is not None else None,
             type="function" if id_ is not None else None,
             function=function,
         )
-        return self.chunk(Delta(tool_calls=[call]))
+        return self.chunk(Delta(tool_calls=[call]), choice=choice)
 
-    def final_chunk(self, finished: events.Finished, called: bool) -> ChatCompletionChunk:
+    def final_chunk(
+        self, finished: events.Finished, called: bool, choice: int = 0
+    ) -> ChatCompletionChunk:
         reason = finish(finished.stop_reason, called, self.legacy)
-        return self.chunk(Delta(), reason, finished.cost_usd)
+        return self.chunk(Delta(), reason, finished.cost_usd, choice)
 
-    def usage_chunk(self, finished: events.Finished) -> ChatCompletionChunk:
+    def usage_chunk(self, *finished: events.Finished) -> ChatCompletionChunk:
+        """The usage of the whole request: every choice's runs, summed."""
         return ChatCompletionChunk(
             id=self.id,
             created=self.created,
             model=self.model,
             choices=[],
-            usage=usage(finished.usage),
-            cost_usd=finished.cost_usd,
+            usage=usage(total(f.usage for f in finished)),
+            cost_usd=_cost(finished),
         )
 
-    def completion(self, answer: events.Answer, finished: events.Finished) -> ChatCompletion:
-        """The whole answer, folded from the run's events."""
-        called = bool(answer.calls)
+    def completion(self, *results: tuple[events.Answer, events.Finished]) -> ChatCompletion:
+        """The whole answer (one choice per run), folded from the runs' events."""
+        choices = [
+            Choice(
+                index=index,
+                message=self._message(answer),
+                finish_reason=finish(finished.stop_reason, bool(answer.calls), self.legacy),
+            )
+            for index, (answer, finished) in enumerate(results)
+        ]
+        ended = [finished for _, finished in results]
         return ChatCompletion(
             id=self.id,
             created=self.created,
             model=self.model,
-            choices=[
-                Choice(
-                    index=0,
-                    message=self._message(answer),
-                    finish_reason=finish(finished.stop_reason, called, self.legacy),
-                )
-            ],
-            usage=usage(finished.usage),
-            cost_usd=finished.cost_usd,
+            choices=choices,
+            usage=usage(total(f.usage for f in ended)),
+            cost_usd=_cost(ended),
         )
 
     def _message(self, answer: events.Answer) -> ResponseMessage:

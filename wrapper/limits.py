@@ -19,6 +19,11 @@ Rules kept here:
   those running and waiting places; its excess is refused at once with 429, so it cannot
   fill the queue in front of everyone else. Checked before the server-wide bound: the
   refusal names the client's own excess.
+- A request for ``n`` runs at once (chat's ``n``) takes its ``n`` slots together: one such
+  request at a time gathers slots (the others wait for their turn holding none), so two of
+  them on a full server cannot each hold part of what the other needs. Its places count
+  ``n`` against the client's cap; ``n`` above what the server could ever run for one
+  client is refused by the planner (wrapper.plan).
 - A slot is taken only around the run itself: callers enter ``slot()`` after everything
   that can refuse the request and after any session lock (wrapper.sessions).
 """
@@ -168,17 +173,22 @@ class RunGate:
         self.max_per_client = max_per_client
         self.waiting = 0
         self.clients: Counter[str] = Counter()  # runs held or awaited, per client
+        self.gathering = trio.Lock()  # held by the one request gathering several slots
 
     @property
     def running(self) -> int:
         return int(self.limiter.borrowed_tokens)
 
     @asynccontextmanager
-    async def slot(self, client: str) -> AsyncIterator[None]:
-        if self.clients[client] >= self.max_per_client:
+    async def slot(self, client: str, count: int = 1) -> AsyncIterator[None]:
+        """``count`` run slots for ``client``, taken together, held for the context."""
+        assert 1 <= count <= self.limiter.total_tokens, "the planner refuses more"
+        if self.clients[client] + count > self.max_per_client:
+            has = self.clients[client]
             raise TooManyRuns(
-                f"This client already has {self.clients[client]} Claude Code runs running"
-                " or waiting, its maximum; try again when one has finished.",
+                f"This client already has {has} Claude Code runs running or waiting, and"
+                f" {count} more would pass its maximum of {self.max_per_client}; try again"
+                " when one has finished.",
                 retry_after=BUSY_RETRY_AFTER,
             )
         if self.limiter.available_tokens == 0 and self.waiting >= self.max_queued:
@@ -187,18 +197,28 @@ class RunGate:
                 f" {self.waiting} requests are waiting; try again shortly.",
                 retry_after=BUSY_RETRY_AFTER,
             )
-        self.clients[client] += 1
+        self.clients[client] += count
+        held: list[object] = []
         try:
             self.waiting += 1
             try:
-                await self.limiter.acquire()
+                if count == 1:
+                    await self._take(held)
+                else:
+                    async with self.gathering:
+                        while len(held) < count:
+                            await self._take(held)
             finally:
                 self.waiting -= 1
-            try:
-                yield
-            finally:
-                self.limiter.release()
+            yield
         finally:
-            self.clients[client] -= 1
+            for borrower in held:
+                self.limiter.release_on_behalf_of(borrower)
+            self.clients[client] -= count
             if not self.clients[client]:
                 del self.clients[client]
+
+    async def _take(self, held: list[object]) -> None:
+        borrower = object()  # one per slot: a task may hold several
+        await self.limiter.acquire_on_behalf_of(borrower)
+        held.append(borrower)

@@ -7,6 +7,9 @@ conversation as (role, text) pairs. ``plan`` turns that into the ``Plan`` of its
   request; a widening is refused);
 - where it works: a fresh scratch place, the client's session, or a continuation of a
   conversation this server answered before (wrapper.placement);
+- how many answers (``n``): that many runs of the same turn in the same kind of place, at
+  once. Each continued run resumes the same earlier turns and records its own answer, so
+  whichever choice the client sends back next is continued;
 - every refusal that depends only on the request, so each is a 4xx before the request
   takes a session lock or a run slot. What depends on stored state (a session's cap, a
   vanished transcript) is refused by the placement, after the lock, still before the slot.
@@ -68,6 +71,8 @@ class Ask:
     stops: tuple[str, ...] = ()
     # The answer's output limit in tokens, thinking included (wrapper.output).
     max_tokens: int | None = None
+    # Independent answers to give (OpenAI's ``n``): one run each, at once.
+    n: int = 1
 
 
 @attrs.frozen
@@ -100,6 +105,7 @@ class Plan:
     where: Where
     stops: tuple[str, ...] = ()
     max_tokens: int | None = None
+    n: int = 1  # runs of the same turn, each its own answer (a choice)
 
 
 def plan(ask: Ask, config: Config) -> Plan:
@@ -109,7 +115,20 @@ def plan(ask: Ask, config: Config) -> Plan:
         tools=builtin.effective(ask.builtin, config.tools_allowed),
         max_output_tokens=ask.max_tokens,
     )
+    most = min(config.max_concurrent_runs, config.max_runs_per_client)
+    if ask.n > most:
+        raise errors.InvalidRequest(
+            f"Invalid value for 'n': {ask.n} answers need {ask.n} Claude Code runs at once,"
+            f" and this server runs at most {most} for one client.",
+            param="n",
+        )
     if ask.session_id is not None:
+        if ask.n > 1:
+            raise errors.InvalidRequest(
+                "'n' above 1 is not supported in a session: a session holds one history.",
+                param="n",
+                code="unsupported_in_session",
+            )
         if turn.messages or turn.functions:
             raise errors.InvalidRequest(
                 "Function calling is not supported in a session yet; send the request"
@@ -135,8 +154,8 @@ def plan(ask: Ask, config: Config) -> Plan:
         )
     last_role = ask.conversation[-1][0]
     if config.session_auto_continue and continuable(turn, ask) and last_role == "user":
-        return Plan(turn, Continued(ask.conversation))
-    return Plan(turn, Scratch(), ask.stops, ask.max_tokens)
+        return Plan(turn, Continued(ask.conversation), n=ask.n)
+    return Plan(turn, Scratch(), ask.stops, ask.max_tokens, ask.n)
 
 
 def continuable(turn: Turn, ask: Ask) -> bool:

@@ -37,6 +37,7 @@ from wrapper.output import Output
 from wrapper.placement import Placement
 
 OnEvent = Callable[[Event], Awaitable[None]]
+OnChoiceEvent = Callable[[int, Event], Awaitable[None]]
 T = TypeVar("T")
 
 # Bodies up to this size are parsed on the event loop: a thread hop costs ~100 us, as much
@@ -75,39 +76,93 @@ class Runner:
         """The planned run, in its place, in a run slot, under ``deadline`` and the
         shutdown scope; each event the client may see goes to ``on_event``, which may end
         the run by raising. What it reports goes to the access log (never content)."""
-        answer = Answer()
-        output = Output(planned.stops, planned.max_tokens, planned.turn.output_schema)
+        assert planned.n == 1, "runs() gives several answers"
+        relay = (lambda _, event: on_event(event)) if on_event is not None else None
+        (result,) = await self.runs(request, planned, deadline, relay)
+        return result
+
+    async def runs(
+        self,
+        request: Request,
+        planned: plan.Plan,
+        deadline: float,
+        on_event: OnChoiceEvent | None = None,
+    ) -> list[tuple[Answer, Finished]]:
+        """The plan's ``n`` runs at once, their slots taken together; ``on_event`` gets
+        each event with the index of its run. The first failure fails them all."""
         with trio.move_on_at(deadline) as timeout, self.drain.run_scope() as stop:
-            async with self.placement.open(planned, request.tenant) as site:
-                async with (
-                    _slot(self.gate, request),
-                    self.backend.run(site.turn, site.place) as run,
-                ):
-                    async for event in run:
-                        for shown in output.feed(event):
-                            answer.add(shown)
-                            if isinstance(shown, events.Failed):
-                                raise shown.error
-                            if on_event is not None:
-                                await on_event(shown)
-                        if output.ending is not None:  # leaving interrupts the run at once
-                            answer.add(output.ending)
-                            break
-                finished = answer.finished
-                assert finished is not None  # the run's last event, if not Failed
-                site.keep(answer, finished)
-            if finished.usage is not None:
-                request.log["prompt_tokens"] = finished.usage.all_input
-                request.log["completion_tokens"] = finished.usage.output_tokens
-            if finished.cost_usd is not None:
-                request.log["cost_usd"] = finished.cost_usd
-            return answer, finished
+            if planned.n == 1:  # the slot after the place: a session's lock holds none
+                results = [await self._one(request, planned, 0, on_event, slot=True)]
+            else:
+                async with _slot(self.gate, request, planned.n):
+                    results = await self._together(request, planned, on_event)
+            usages = [f.usage for _, f in results]
+            if all(u is not None for u in usages):
+                request.log["prompt_tokens"] = sum(u.all_input for u in usages if u)
+                request.log["completion_tokens"] = sum(u.output_tokens for u in usages if u)
+            costs = [f.cost_usd for _, f in results if f.cost_usd is not None]
+            if costs:
+                request.log["cost_usd"] = sum(costs)
+            return results
         if stop.cancelled_caught and not timeout.cancelled_caught:
             raise errors.ShuttingDown(
                 "The server is shutting down; the run was stopped.",
                 retry_after=errors.SHUTDOWN_RETRY_AFTER,
             )
         raise errors.Timeout(f"Claude Code did not finish within {self.config.timeout:g} seconds.")
+
+    async def _together(
+        self, request: Request, planned: plan.Plan, on_event: OnChoiceEvent | None
+    ) -> list[tuple[Answer, Finished]]:
+        results: dict[int, tuple[Answer, Finished]] = {}
+        failure: errors.WrapperError | None = None
+        async with trio.open_nursery() as nursery:
+
+            async def one(index: int) -> None:
+                nonlocal failure
+                try:
+                    results[index] = await self._one(request, planned, index, on_event)
+                except errors.WrapperError as exc:  # the first one ends them all
+                    failure = failure or exc
+                    nursery.cancel_scope.cancel()
+
+            for index in range(planned.n):
+                nursery.start_soon(one, index)
+        if failure is not None:
+            raise failure
+        return [results[index] for index in range(planned.n)]
+
+    async def _one(
+        self,
+        request: Request,
+        planned: plan.Plan,
+        index: int,
+        on_event: OnChoiceEvent | None,
+        slot: bool = False,
+    ) -> tuple[Answer, Finished]:
+        """One run of the plan in a place of its own (and a slot of its own with ``slot``),
+        through the output filters, recorded before it returns."""
+        answer = Answer()
+        output = Output(planned.stops, planned.max_tokens, planned.turn.output_schema)
+        async with self.placement.open(planned, request.tenant) as site:
+            async with (
+                _slot(self.gate, request) if slot else _nothing(),
+                self.backend.run(site.turn, site.place) as run,
+            ):
+                async for event in run:
+                    for shown in output.feed(event):
+                        answer.add(shown)
+                        if isinstance(shown, events.Failed):
+                            raise shown.error
+                        if on_event is not None:
+                            await on_event(index, shown)
+                    if output.ending is not None:  # leaving interrupts the run at once
+                        answer.add(output.ending)
+                        break
+            finished = answer.finished
+            assert finished is not None  # the run's last event, if not Failed
+            site.keep(answer, finished)
+        return answer, finished
 
     async def streamed(
         self,
@@ -120,29 +175,52 @@ class Runner:
         """``run``, with keep-alive comments on ``sse`` during silences once Claude
         answers. A failure is raised as it is (never as an exception group); whether
         anything went out yet is ``sse.started``."""
+        assert planned.n == 1, "streamed_runs() gives several answers"
+        (result,) = await self.streamed_runs(
+            request, planned, deadline, sse, lambda _, event: on_event(event)
+        )
+        return result
+
+    async def streamed_runs(
+        self,
+        request: Request,
+        planned: plan.Plan,
+        deadline: float,
+        sse: SSEWriter,
+        on_event: OnChoiceEvent,
+    ) -> list[tuple[Answer, Finished]]:
+        """``runs``, with the keep-alives of ``streamed``."""
         failure: errors.WrapperError | None = None
+        began = False
         async with trio.open_nursery() as nursery:
 
-            async def relay(event: Event) -> None:
-                if isinstance(event, events.Began):
+            async def relay(index: int, event: Event) -> None:
+                nonlocal began
+                if isinstance(event, events.Began) and not began:
+                    began = True
                     nursery.start_soon(sse.keepalive, self.config.keepalive_interval, deadline)
-                await on_event(event)
+                await on_event(index, event)
 
             try:
-                result = await self.run(request, planned, deadline, relay)
+                results = await self.runs(request, planned, deadline, relay)
             except errors.WrapperError as exc:  # raised outside the nursery: not a group
                 failure = exc
             nursery.cancel_scope.cancel()  # the keep-alives
         if failure is not None:
             raise failure
-        return result
+        return results
 
 
 @asynccontextmanager
-async def _slot(gate: RunGate, request: Request) -> AsyncIterator[None]:
-    """A run slot of the client's (503 when the server is full, 429 past its own cap)."""
+async def _nothing() -> AsyncIterator[None]:
+    yield
+
+
+@asynccontextmanager
+async def _slot(gate: RunGate, request: Request, count: int = 1) -> AsyncIterator[None]:
+    """Run slots of the client's (503 when the server is full, 429 past its own cap)."""
     try:
-        async with gate.slot(request.client):
+        async with gate.slot(request.client, count):
             yield
     except errors.TooManyRuns:
         request.log["limited"] = True  # for the metrics: not an upstream 429

@@ -81,6 +81,9 @@ MAX_TOOLS = 128
 MAX_PARTS = 2048
 # OpenAI: "Up to 4 sequences" (the `stop` parameter).
 MAX_STOP = 4
+# OpenAI's `n`: "minimum 1, maximum 128". Each choice is a run of its own: what this
+# server can run at once caps it further (wrapper.plan).
+MAX_N = 128
 # Model ids are ~30 characters (`claude-sonnet-4-5-20250929`), Bedrock inference-profile
 # ARNs ~100; the id becomes one CLI argument (Linux caps one at 128 KiB) and a log field.
 MAX_MODEL_CHARS = 256
@@ -294,13 +297,6 @@ def _one_of(words: tuple[str, ...], named: type[T]) -> Callable[[object, object]
     return hook
 
 
-def _structure_n(value: object, _: object) -> object:
-    # One Claude Code run gives one answer; n > 1 would cost n runs for a rare need.
-    if value is not None and converter.structure(value, int) != 1:
-        raise Refused("value", f"only n=1 is supported, got {value}")
-    return value
-
-
 # A predicate, not a class hook: a union of attrs classes would go to cattrs' key-based
 # disambiguator first.
 converter.register_structure_hook_func(lambda t: t == ContentPart, _structure_part)
@@ -337,7 +333,7 @@ converter.register_structure_hook(
         ChatRequest,
         messages=override(struct_hook=_structure_messages),
         model=override(struct_hook=converter.short_str(MAX_MODEL_CHARS)),
-        n=override(struct_hook=_structure_n),
+        n=override(struct_hook=converter.between(1, MAX_N, int)),
         stop=override(
             struct_hook=converter.str_or_list(list[str], "a string or a list of strings", MAX_STOP)
         ),

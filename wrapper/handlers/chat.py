@@ -74,8 +74,8 @@ class Completions:
             include_usage = bool(options and options.include_usage)
             await self._stream(request, planned, encoder, deadline, include_usage)
         else:
-            answer, finished = await self.runner.run(request, planned, deadline)
-            await _complete(request, encoder, answer, finished)
+            results = await self.runner.runs(request, planned, deadline)
+            await _complete(request, encoder, results)
 
     async def _stream(
         self,
@@ -89,45 +89,48 @@ class Completions:
         over and recorded."""
         sse = SSEWriter(request.send, request.headers)
         started = trio.current_time()
-        role_sent = False
+        role_sent: set[int] = set()  # the choices whose role chunk went out
 
-        async def on_event(event: Event) -> None:
-            nonlocal role_sent
+        async def role(choice: int) -> None:
+            if choice not in role_sent:
+                role_sent.add(choice)
+                request.log.setdefault("ttft", round(trio.current_time() - started, 6))
+                await sse.event(to_json(encoder.role_chunk(choice)))
+
+        async def on_event(choice: int, event: Event) -> None:
             if isinstance(event, events.Restarted):  # what was sent cannot be taken back
                 raise errors.UpstreamError(
                     "The upstream stream broke after partial output and Claude Code"
                     " answered again; the partial answer already sent is invalid.",
                     code="stream_restarted",
                 )
-            chunk = encoder.delta_chunk(event)
-            if chunk is None:
-                return
-            if not role_sent:
-                role_sent = True
-                request.log["ttft"] = round(trio.current_time() - started, 6)
-                await sse.event(to_json(encoder.role_chunk()))
-            await sse.event(to_json(chunk))
+            chunk = encoder.delta_chunk(event, choice)
+            if chunk is not None:
+                await role(choice)
+                await sse.event(to_json(chunk))
 
         try:
-            answer, finished = await self.runner.streamed(request, planned, deadline, sse, on_event)
+            results = await self.runner.streamed_runs(request, planned, deadline, sse, on_event)
         except errors.WrapperError as failure:
             if not sse.started:  # nothing sent: the error keeps its status
                 raise
             await sse.event(errors.openai_envelope(failure))
             await sse.end()
             return
-        if not role_sent:
-            await sse.event(to_json(encoder.role_chunk()))
-        await sse.event(to_json(encoder.final_chunk(finished, called=bool(answer.calls))))
+        for choice, (answer, finished) in enumerate(results):
+            await role(choice)
+            final = encoder.final_chunk(finished, called=bool(answer.calls), choice=choice)
+            await sse.event(to_json(final))
         if include_usage:
-            await sse.event(to_json(encoder.usage_chunk(finished)))
+            await sse.event(to_json(encoder.usage_chunk(*(f for _, f in results))))
         await sse.done()
 
 
 async def _complete(
-    request: Request, encoder: ChatEncoder, answer: Answer, finished: Finished
+    request: Request, encoder: ChatEncoder, results: list[tuple[Answer, Finished]]
 ) -> None:
+    completion = encoder.completion(*results)
     headers = dict(request.headers)
-    if finished.cost_usd is not None:
-        headers["x-claude-cost-usd"] = f"{finished.cost_usd:.6f}"
-    await send_json(request.send, 200, to_json(encoder.completion(answer, finished)), headers)
+    if completion.cost_usd is not None:
+        headers["x-claude-cost-usd"] = f"{completion.cost_usd:.6f}"
+    await send_json(request.send, 200, to_json(completion), headers)
