@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 import httpx
+import openai
 import pydantic
 import pytest
 import trio
@@ -313,3 +314,25 @@ async def test_refused_before_any_run(
     response = await http.post("/v1/chat/completions", json=body)
     check_envelope(response, 400, code=code, param=param)
     assert mock.messages == []
+
+
+async def test_a_structured_answer_cut_at_max_tokens_is_length(
+    client: AsyncOpenAI, mock: MockAnthropic
+) -> None:
+    # The token limit comes before the call: no JSON at all, and parse() says why.
+    mock.script(Reply.structured({"city": "Oslo", "people": 1}, text="Let me think it over."))
+    completion = await client.chat.completions.create(
+        model="sonnet",
+        messages=[{"role": "user", "content": "A city."}],
+        response_format={"type": "json_object"},
+        max_completion_tokens=1,
+    )
+    choice = completion.choices[0]
+    assert (choice.finish_reason, choice.message.content) == ("length", "")
+    with pytest.raises(openai.LengthFinishReasonError):
+        await client.chat.completions.parse(
+            model="sonnet",
+            messages=[{"role": "user", "content": "A city."}],
+            response_format=City,
+            max_completion_tokens=1,
+        )
