@@ -182,3 +182,36 @@ def test_a_streamed_chunk_names_its_choice() -> None:
     assert chunk["choices"] == [
         {"index": 2, "delta": {"content": "hi"}, "finish_reason": None, "logprobs": None}
     ]
+
+
+async def test_a_client_that_leaves_stops_every_choice(
+    http: httpx.AsyncClient, mock: MockAnthropic
+) -> None:
+    slow = Reply.text("x" * 40, pieces=40, delay=0.1)  # 4 s each: never to their end
+    mock.script(slow, slow)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask, http, {"model": MODEL, "messages": HI, "n": 2})
+            while len(mock.messages) < 2:  # noqa: ASYNC110 - the mock records; nothing to wait on
+                await trio.sleep(0.02)
+            nursery.cancel_scope.cancel()
+        gone_at = trio.current_time()
+        left = await wait_for_no_cli(within=5)
+    assert left == []
+    for upstream in mock.messages:
+        assert upstream.finished is None and upstream.aborted_at is not None
+        assert upstream.aborted_at - gone_at < 1.0
+
+
+async def test_openai_streams_n_choices(client: AsyncOpenAI, mock: MockAnthropic) -> None:
+    mock.script(Reply.text("Left.", pieces=2), Reply.text("Right.", pieces=2))
+    stream = await client.chat.completions.create(model=MODEL, messages=HI, n=2, stream=True)  # type: ignore[arg-type]
+    texts = {0: "", 1: ""}
+    finished = set()
+    async for chunk in stream:
+        for choice in chunk.choices:
+            texts[choice.index] += choice.delta.content or ""
+            if choice.finish_reason is not None:
+                finished.add(choice.index)
+    assert sorted(texts.values()) == ["Left.", "Right."]
+    assert finished == {0, 1}
